@@ -1,0 +1,196 @@
+"""The metadata database: every record the stores keep, per namespace (``metadata/db.go``).
+
+containerd keeps content, snapshot, lease, image and container records per namespace in one
+bolt database over two kinds of backends: one content store (blobs and ingests, shared by all
+namespaces) and one backend per snapshotter.  This module holds those records as plain data so
+that the stores, the garbage collector, the graph builder and the readback of a real daemon
+share one shape.  The stores (``content``, ``snapshots``, ``leases``, ``images``) own the
+operations; nothing here enforces a contract.
+
+Iteration order is insertion order everywhere (dicts); code that makes a decision from a set of
+keys sorts them first.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from unpacksim.model.clock import Clock, ManualClock
+from unpacksim.model.oci import Descriptor
+
+__all__ = [
+    "DB",
+    "BlobRecord",
+    "ContainerRecord",
+    "ImageRecord",
+    "IngestRecord",
+    "Kind",
+    "LeaseRecord",
+    "NamespaceRecord",
+    "Resource",
+    "SnapshotRecord",
+]
+
+
+class Kind(enum.Enum):
+    """``snapshots.Kind``; the value is containerd's filter word."""
+
+    ACTIVE = "active"
+    VIEW = "view"
+    COMMITTED = "committed"
+
+
+@dataclass
+class BlobRecord:
+    """A content blob's metadata in one namespace (``bucketKeyObjectBlob``)."""
+
+    digest: str
+    size: int
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class IngestRecord:
+    """An open or resumable ingest in one namespace (``bucketKeyObjectIngests``).
+
+    ``expected`` is the digest the ingest shares with existing backend content, if any.
+    ``expire_at`` is set for ingests created without a lease (now + 24h at the seed).
+    ``backend_ref`` is the ref the content backend knows it by.
+    """
+
+    ref: str
+    backend_ref: str
+    expected: str = ""
+    expire_at: float | None = None
+
+
+@dataclass
+class SnapshotRecord:
+    """A snapshot's metadata in one namespace and snapshotter (``metadata/snapshot.go``).
+
+    ``name`` is the key for an active or view snapshot and the name for a committed one;
+    ``parent`` is the parent's name in the same namespace ("" for none); ``backend_key`` is
+    the key the backend knows it by (``<ns>/<seq>/<name>``).
+    """
+
+    name: str
+    kind: Kind
+    parent: str
+    backend_key: str
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    children: dict[str, None] = field(default_factory=dict)
+
+
+#: A lease resource: (type, id).  Types are ``content``, ``ingests`` and
+#: ``snapshots/<snapshotter>`` (``leases.Resource``).
+Resource = tuple[str, str]
+
+
+@dataclass
+class LeaseRecord:
+    """A lease and the resources it holds (``metadata/leases.go``)."""
+
+    id: str
+    created_at: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
+    resources: dict[Resource, None] = field(default_factory=dict)
+
+
+@dataclass
+class ImageRecord:
+    """An image record (``images.Image``)."""
+
+    name: str
+    target: Descriptor
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class ContainerRecord:
+    """A container record; only what GC reads (``containers.Container``)."""
+
+    id: str
+    snapshotter: str = ""
+    snapshot_key: str = ""
+    image: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class NamespaceRecord:
+    """Everything one namespace holds."""
+
+    name: str
+    content: dict[str, BlobRecord] = field(default_factory=dict)
+    ingests: dict[str, IngestRecord] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, SnapshotRecord]] = field(default_factory=dict)
+    leases: dict[str, LeaseRecord] = field(default_factory=dict)
+    images: dict[str, ImageRecord] = field(default_factory=dict)
+    containers: dict[str, ContainerRecord] = field(default_factory=dict)
+
+    def snapshotter(self, name: str) -> dict[str, SnapshotRecord]:
+        """The records of snapshotter ``name`` in this namespace (created empty on first use)."""
+        return self.snapshots.setdefault(name, {})
+
+
+MutationListener = Callable[[bool], None]
+
+
+class DB:
+    """The metadata database: namespaces, the dirty state GC reads, mutation callbacks.
+
+    ``dirty`` counts deletions since the last collection (content Delete, snapshot Remove,
+    lease Delete, image Delete; ``metadata/db.go``); ``dirty_content`` and
+    ``dirty_snapshotters`` name the backends the next backend sweep must visit.
+    Every successful write calls :meth:`mutated`, which tells the listeners (the GC
+    scheduler) whether the write was a deletion.
+    """
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock: Clock = clock if clock is not None else ManualClock()
+        self.namespaces: dict[str, NamespaceRecord] = {}
+        self.dirty = 0
+        self.dirty_content = False
+        self.dirty_snapshotters: dict[str, None] = {}
+        self.listeners: list[MutationListener] = []
+        self._seq = 0
+
+    def namespace(self, name: str) -> NamespaceRecord:
+        """The record of namespace ``name``, created empty on first use."""
+        ns = self.namespaces.get(name)
+        if ns is None:
+            ns = self.namespaces[name] = NamespaceRecord(name)
+        return ns
+
+    def next_seq(self) -> int:
+        """A fresh, increasing sequence number (bolt's ``NextSequence``)."""
+        self._seq += 1
+        return self._seq
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def mark_dirty_content(self) -> None:
+        self.dirty += 1
+        self.dirty_content = True
+
+    def mark_dirty_snapshotter(self, snapshotter: str) -> None:
+        self.dirty += 1
+        self.dirty_snapshotters[snapshotter] = None
+
+    def mark_dirty(self) -> None:
+        """A deletion that frees no backend object by itself (lease or image Delete)."""
+        self.dirty += 1
+
+    def mutated(self, dirty: bool) -> None:
+        """Tell the listeners that a metadata write committed (``DB.Update``'s callback)."""
+        for listener in list(self.listeners):
+            listener(dirty)

@@ -1,0 +1,1 @@
+"""The reference graph, invariants, Hypothesis strategies and state machines, the race catalogue."""

@@ -1,0 +1,1 @@
+"""Findings as data (standard library only) and their renderers."""

@@ -1,0 +1,1 @@
+"""SimPy runtime: controlled scheduling, contexts, Go-like primitives, timed services, faults, traces."""
