@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 _PROBE = """
 import sys, pkgutil, importlib
 import unpacksim.model as m
@@ -22,17 +20,3 @@ def test_model_imports_no_third_party_package() -> None:
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "", f"unpacksim.model imported {out}"
-
-
-@pytest.mark.parametrize("package", ["unpacksim.reports.records"])
-def test_leaf_modules_import_standard_library_only(package: str) -> None:
-    probe = (
-        "import importlib, sys\n"
-        "try:\n    importlib.import_module(%r)\nexcept ModuleNotFoundError:\n    print('absent')\n"
-        "else:\n    print(','.join(sorted(n for n in ('simpy','hypothesis','networkx') "
-        "if n in sys.modules)))\n"
-    ) % package
-    out = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert out in ("", "absent"), f"{package} imported {out}"

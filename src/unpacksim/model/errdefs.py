@@ -9,8 +9,8 @@ tell "we injected it" from "the implementation got it wrong".
 from __future__ import annotations
 
 __all__ = [
-    "AlreadyExists",
     "Aborted",
+    "AlreadyExists",
     "Canceled",
     "ContainerdError",
     "DeadlineExceeded",
