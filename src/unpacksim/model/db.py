@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from unpacksim.model.clock import Clock, ManualClock
 from unpacksim.model.oci import Descriptor
@@ -24,12 +25,14 @@ __all__ = [
     "DB",
     "BlobRecord",
     "ContainerRecord",
+    "ContentBackend",
     "ImageRecord",
     "IngestRecord",
     "Kind",
     "LeaseRecord",
     "NamespaceRecord",
     "Resource",
+    "SnapshotBackend",
     "SnapshotRecord",
 ]
 
@@ -144,6 +147,46 @@ class NamespaceRecord:
 MutationListener = Callable[[bool], None]
 
 
+class ContentBackend(Protocol):
+    """What the GC's backend sweep needs from the content backend (``content/local``).
+
+    The backend is shared by all namespaces; the sweep deletes whatever no namespace's
+    metadata references (``metadata/content.go`` ``garbageCollect``).
+    """
+
+    def backend_digests(self) -> list[str]:
+        """Every blob digest the backend holds, in a deterministic order."""
+        ...
+
+    def backend_delete(self, digest: str) -> None:
+        """Delete a blob from the backend (no error if absent)."""
+        ...
+
+    def backend_ingests(self) -> list[str]:
+        """Every backend ingest ref, in a deterministic order."""
+        ...
+
+    def backend_abort(self, backend_ref: str) -> None:
+        """Drop a backend ingest (no error if absent)."""
+        ...
+
+
+class SnapshotBackend(Protocol):
+    """What the GC's backend sweep needs from a snapshotter backend.
+
+    ``metadata/snapshot.go`` ``garbageCollect``: walk the backend, remove every snapshot no
+    namespace's metadata references, children before parents.
+    """
+
+    def backend_tree(self) -> list[tuple[str, str]]:
+        """Every backend snapshot as (backend key, parent backend key or ""), creation order."""
+        ...
+
+    def backend_remove(self, backend_key: str) -> None:
+        """Remove one backend snapshot (it has no children when the sweep calls this)."""
+        ...
+
+
 class DB:
     """The metadata database: namespaces, the dirty state GC reads, mutation callbacks.
 
@@ -161,6 +204,9 @@ class DB:
         self.dirty_content = False
         self.dirty_snapshotters: dict[str, None] = {}
         self.listeners: list[MutationListener] = []
+        # Registered by the stores when they are built over this DB.
+        self.content_backend: ContentBackend | None = None
+        self.snapshot_backends: dict[str, SnapshotBackend] = {}
         self._seq = 0
 
     def namespace(self, name: str) -> NamespaceRecord:
