@@ -14,9 +14,18 @@ from collections.abc import Iterable, Sequence
 
 from unpacksim.model.errdefs import InvalidArgument
 
-__all__ = ["chain_id", "chain_ids", "digest_of", "is_digest", "validate_digest"]
+__all__ = [
+    "chain_id",
+    "chain_ids",
+    "digest_of",
+    "go_digest_error",
+    "is_digest",
+    "validate_digest",
+]
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+_GO_DIGEST_SHAPE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_GO_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
 
 
 def is_digest(value: object) -> bool:
@@ -32,6 +41,28 @@ def validate_digest(value: object) -> str:
         )
     assert isinstance(value, str)
     return value
+
+
+def go_digest_error(value: str) -> str | None:
+    """go-digest's ``Digest.Validate`` error text for ``value``, or None if Go accepts it.
+
+    The texts are go-digest's sentinels: "invalid checksum digest format", "invalid checksum
+    digest length", "unsupported digest algorithm".  Go also accepts sha384 and sha512, which
+    the model itself does not use.
+    """
+    i = value.find(":")
+    if i <= 0 or i + 1 == len(value):
+        return "invalid checksum digest format"
+    algorithm, encoded = value[:i], value[i + 1 :]
+    if algorithm not in _GO_HEX_LENGTHS:
+        if _GO_DIGEST_SHAPE.fullmatch(value) is None:
+            return "invalid checksum digest format"
+        return "unsupported digest algorithm"
+    if len(encoded) != _GO_HEX_LENGTHS[algorithm]:
+        return "invalid checksum digest length"
+    if re.fullmatch(r"[a-f0-9]+", encoded) is None:
+        return "invalid checksum digest format"
+    return None
 
 
 def digest_of(data: bytes) -> str:

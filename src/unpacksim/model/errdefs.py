@@ -49,7 +49,9 @@ class ContainerdError(Exception):
 
     def wrapped(self, prefix: str) -> ContainerdError:
         """Return a copy of this error whose message is ``prefix: message`` (errors.Wrap)."""
-        return type(self)(f"{prefix}: {self.message}", injected=self.injected)
+        # A bare sentinel (empty message) wraps to "prefix: <code>", as Go prints it.
+        message = f"{prefix}: {self.message}" if self.message else prefix
+        return type(self)(message, injected=self.injected)
 
 
 class Unknown(ContainerdError):

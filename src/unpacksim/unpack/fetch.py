@@ -1,0 +1,193 @@
+"""Fetching blobs into the content store (``remotes/handlers.go``, ``content/helpers.go``,
+``remotes/docker/handler.go`` at the seed).
+
+- :func:`fetch_handler` is ``remotes.FetchHandler``: ``OpenWriter`` with the ref key
+  ``<kind>-<digest>``; AlreadyExists means the blob is here (the metadata writer has already
+  leased it); a complete ingest is committed directly; otherwise fetch and ``content.Copy``,
+  which resumes from the ingest's offset and commits with the expected size and digest.
+- :func:`open_writer` is ``content.OpenWriter``: retry while the ref is locked
+  (Unavailable) with a randomised backoff of ``0..retry`` ms, ``retry`` doubling from 16 to
+  2048; give up only when the context is done, returning the lock error (the spin of #4937).
+- :func:`distribution_source_handler` is ``docker.AppendDistributionSourceLabel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from unpacksim.model.errdefs import AlreadyExists, ContainerdError, Unavailable
+from unpacksim.model.labels import DISTRIBUTION_SOURCE_PREFIX
+from unpacksim.model.oci import (
+    Descriptor,
+    is_config_type,
+    is_index_type,
+    is_layer_type,
+    is_manifest_type,
+)
+from unpacksim.unpack.goerrors import GoError, wrap
+from unpacksim.unpack.handlers import Handler, HandlerProcess
+from unpacksim.unpack.unpacker import go_quote
+
+if TYPE_CHECKING:
+    from unpacksim.sim.context import Context
+    from unpacksim.unpack.world import World
+
+__all__ = [
+    "append_distribution_source",
+    "distribution_source_handler",
+    "fetch_handler",
+    "make_ref_key",
+    "open_writer",
+    "parse_reference",
+]
+
+Proc = Generator[Any, Any, Any]
+
+_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+
+
+def make_ref_key(desc: Descriptor) -> str:
+    """``remotes.MakeRefKey``: ``manifest-``, ``index-``, ``layer-``, ``config-`` or ``unknown-``."""
+    mt = desc.media_type
+    if is_manifest_type(mt):
+        kind = "manifest"
+    elif is_index_type(mt):
+        kind = "index"
+    elif is_layer_type(mt):
+        kind = "layer"
+    elif is_config_type(mt):
+        kind = "config"
+    else:
+        kind = "unknown"
+    return f"{kind}-{desc.digest}"
+
+
+def fetch_handler(world: World) -> Handler:
+    """``remotes.FetchHandler(store, fetcher)``: fetch ``desc`` into the content store."""
+
+    def run(ctx: Context, desc: Descriptor) -> HandlerProcess:
+        if desc.media_type == _SCHEMA1:
+            raise GoError(f"{desc.media_type} not supported")
+        yield from fetch_blob(world, ctx, desc)
+        return []
+
+    return run
+
+
+def fetch_blob(world: World, ctx: Context, desc: Descriptor) -> Proc:
+    """``remotes.fetch`` (handlers.go L96-L131)."""
+    try:
+        cw = yield from open_writer(world, ctx, make_ref_key(desc), desc)
+    except AlreadyExists:
+        return None  # already in this namespace (and leased by the writer)
+    try:
+        status = yield from cw.status(ctx)
+        if status.offset == desc.size:
+            # the ingest is complete: commit and return
+            try:
+                yield from cw.commit(ctx, desc.size, desc.digest)
+            except AlreadyExists:
+                pass
+            except ContainerdError as exc:
+                raise wrap(exc, f"failed commit on ref {go_quote(status.ref)}") from None
+            return None
+        reader = yield from world.registry.fetch(ctx, desc)
+        yield from copy_into(ctx, cw, reader, desc)
+    finally:
+        yield from cw.close(ctx)
+    return None
+
+
+def copy_into(ctx: Context, cw: Any, reader: Any, desc: Descriptor) -> Proc:
+    """``content.Copy``: resume from the ingest offset, copy, commit (AlreadyExists is fine)."""
+    status = yield from cw.status(ctx)
+    if status.offset > 0:
+        yield from reader.seek(ctx, status.offset)
+    try:
+        while True:
+            chunk = yield from reader.read(ctx)
+            if not chunk:
+                break
+            yield from cw.write(ctx, chunk)
+    except ContainerdError as exc:
+        raise wrap(exc, "failed to copy") from None
+    try:
+        yield from cw.commit(ctx, desc.size, desc.digest)
+    except AlreadyExists:
+        pass
+    except ContainerdError as exc:
+        raise wrap(exc, f"failed commit on ref {go_quote(status.ref)}") from None
+
+
+def open_writer(world: World, ctx: Context, ref: str, desc: Descriptor) -> Proc:
+    """``content.OpenWriter``: retry on Unavailable with 0..retry ms backoff (16 -> 2048).
+
+    Raises:
+        Unavailable: the ref stayed locked until the context was done (the lock error).
+        any other error of ``Writer`` (AlreadyExists when the blob is present).
+    """
+    retry = 16
+    while True:
+        try:
+            return (yield from world.content.writer(ctx, ref=ref, desc=desc))
+        except Unavailable as exc:
+            delay_ms = world.env.chooser.choose(retry, "content.open_writer.backoff")
+            timed_out = yield from _sleep_or_done(world, ctx, delay_ms / 1000.0)
+            if not timed_out:
+                raise exc from None
+            if retry < 2048:
+                retry <<= 1
+
+
+def _sleep_or_done(world: World, ctx: Context, seconds: float) -> Generator[Any, Any, bool]:
+    """Wait ``seconds`` or until ``ctx`` is done; True if the timer fired."""
+    raise NotImplementedError  # bound to the sim once it lands
+
+
+# --- distribution source label (remotes/docker/handler.go) ----------------------------------
+
+
+def parse_reference(ref: str) -> tuple[str, str]:
+    """``reference.Parse`` then ``url.Parse`` as ``AppendDistributionSourceLabel`` does.
+
+    Returns (hostname without port, repository path); the object (``:tag``, ``@digest``)
+    starts at the first ``:`` or ``@`` of the path.
+
+    Raises:
+        GoError: no hostname ("hostname required").
+    """
+    slash = ref.find("/")
+    host, path = (ref, "") if slash < 0 else (ref[:slash], ref[slash:])
+    if not host:
+        raise GoError("hostname required")
+    cuts = [i for i in (path.find(":"), path.find("@")) if i >= 0]
+    repo = path[: min(cuts)] if cuts else path
+    hostname = host.rsplit(":", 1)[0] if ":" in host else host
+    return hostname, repo.strip("/")
+
+
+def append_distribution_source(origin: str, repo: str) -> str:
+    """``appendDistributionSourceLabel``: the sorted, de-duplicated, comma-joined repos."""
+    repos = [r for r in origin.split(",") if r] if origin else []
+    repos.append(repo)
+    return ",".join(sorted(set(repos)))
+
+
+def distribution_source_handler(world: World, ref: str) -> Handler:
+    """``docker.AppendDistributionSourceLabel(store, ref)``: Info then Update of
+    ``containerd.io/distribution.source.<host>``.
+
+    Raises:
+        NotFound: the blob vanished between the fetch and the Info.
+    """
+    host, repo = parse_reference(ref)
+    key = DISTRIBUTION_SOURCE_PREFIX + host
+
+    def run(ctx: Context, desc: Descriptor) -> HandlerProcess:
+        info = yield from world.content.info(ctx, desc.digest)
+        value = append_distribution_source(info.labels.get(key, ""), repo)
+        yield from world.content.update(ctx, desc.digest, {key: value}, [f"labels.{key}"])
+        return []
+
+    return run
