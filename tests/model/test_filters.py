@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from unpacksim.model.errdefs import InvalidArgument
 from unpacksim.model.filters import Adaptor, Filter, check_map, parse_filters
@@ -156,3 +158,13 @@ def test_check_map_joins_the_rest_of_the_path() -> None:
 def test_filter_strings_must_be_strings() -> None:
     with pytest.raises(TypeError, match="filter strings"):
         parse_filters(["name==x"])  # type: ignore[arg-type]
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab.,=!~\"/|\\ 'x0_-?\n\t\x00é")), max_size=30))
+def test_any_input_parses_or_is_invalid_argument(text: str) -> None:
+    try:
+        flt = parse_filters(text)
+    except InvalidArgument as exc:
+        assert exc.message.startswith("filters: parse error: [")
+    else:
+        flt.match(adapt(CORPUS[0]))

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from unpacksim.model.clock import ManualClock
 from unpacksim.model.context import Ctx, ModelContext
 from unpacksim.model.db import DB, LeaseRecord
 from unpacksim.model.errdefs import (
     AlreadyExists,
+    ContainerdError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -485,3 +489,58 @@ def test_pending_records_the_request(w: World) -> None:
     pending = w.sn.create_begin(CTX, "a", labels={SNAPSHOT_REF: "t"}, readonly=True)
     assert isinstance(pending, PendingCreate)
     assert (pending.target, pending.kind, pending.stage) == ("t", Kind.VIEW, "begun")
+
+
+# -- property: records and backend stay consistent under any sequence of calls -----------------
+
+_NAMES = ("a", "b", "c")
+_NAMESPACES = ("default", "other")
+
+
+def _names(w: World, ns: str, *, committed: bool = False) -> list[str]:
+    records = w.db.namespace(ns).snapshotter(SN)
+    return sorted(n for n, r in records.items() if r.kind is Kind.COMMITTED or not committed)
+
+
+def _step(w: World, data: st.DataObject) -> None:
+    """One call, its arguments drawn from what exists so that the calls interact."""
+    op = data.draw(st.sampled_from(("layer", "target", "prepare", "view", "remove")))
+    ctx = Ctx(data.draw(st.sampled_from(_NAMESPACES)))
+    if op == "remove":
+        w.sn.remove(ctx, data.draw(st.sampled_from(["missing", *_names(w, ctx.namespace)])))
+        return
+    name = data.draw(st.sampled_from(_NAMES))
+    # Mostly committed parents; sometimes any record, to reach the refusals too.
+    parents = _names(w, ctx.namespace, committed=data.draw(st.booleans()))
+    parent = data.draw(st.sampled_from(["", *parents]))
+    ref = {SNAPSHOT_REF: name}
+    if op == "layer":  # as the unpacker does: the committed name is its own ref
+        w.sn.prepare(ctx, f"{name}-a", parent)
+        w.sn.commit(ctx, name, f"{name}-a", labels=ref)
+    elif op == "target":
+        w.sn.prepare(ctx, f"extract {name}", parent, labels=ref)
+    elif op == "prepare":
+        w.sn.prepare(ctx, name, parent)
+    else:
+        w.sn.view(ctx, name, parent)
+
+
+def _check_consistent(w: World) -> None:
+    for ns in w.db.namespaces.values():
+        records = ns.snapshotter(SN)
+        for name, record in records.items():
+            backend = w.backend.snapshots[record.backend_key]  # Remove never touches the backend
+            assert backend.kind is record.kind
+            parent_key = records[record.parent].backend_key if record.parent else ""
+            assert backend.parent == parent_key
+            children = [n for n, r in records.items() if r.parent == name]
+            assert sorted(record.children) == sorted(children)
+
+
+@given(st.data())
+def test_records_and_backend_agree_after_any_calls(data: st.DataObject) -> None:
+    w = make_world(remote=True)
+    for _ in range(data.draw(st.integers(min_value=1, max_value=20))):
+        with contextlib.suppress(ContainerdError):  # anything else fails the test
+            _step(w, data)
+        _check_consistent(w)

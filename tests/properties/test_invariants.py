@@ -101,8 +101,8 @@ class World:
         desc = Descriptor("irrelevant", target, 1)
         self.db.namespace(ns).images[name] = ImageRecord(name, desc, dict(labels or {}))
 
-    def lease(self, ns: str, lid: str, *resources: tuple[str, str], **labels: str) -> None:
-        lease = LeaseRecord(lid, labels=dict(labels))
+    def lease(self, ns: str, lid: str, *resources: tuple[str, str]) -> None:
+        lease = LeaseRecord(lid)
         lease.resources.update(dict.fromkeys(resources))
         self.db.namespace(ns).leases[lid] = lease
 
@@ -130,7 +130,8 @@ def pulled_image() -> World:
 
 def test_gc_oracle_holds_on_a_pulled_image() -> None:
     w = pulled_image()
-    w.lease("default", "flat", ("content", d(9)), containerd_io_gc_flat="x")
+    w.lease("default", "flat", ("content", d(9)), ("snapshots/overlay", "gone"))
+    w.db.namespace("default").leases["flat"].labels["containerd.io/gc.flat"] = "x"
     assert inv.gc_oracle(w.db) == []
 
 
@@ -434,6 +435,10 @@ class Checker:
         self.states = 0
 
     def step(self, op: tuple[object, ...]) -> None:
+        if op[0] in ("collect", "sweep_metadata") and self.pending is not None:
+            # containerd runs one collection at a time: GarbageCollect returns only after
+            # its backend sweeps, so the next one starts after them.
+            self.step(("sweep_backends",))
         before = self.w.graph()
         if op[0] == "collect":
             gc.collect(self.w.db)
@@ -456,7 +461,7 @@ class Checker:
     def after_collection(self, before: nx.MultiDiGraph, *, backends: bool) -> None:
         after = self.w.graph()
         assert inv.collection_kept_reachable(before, after) == []
-        if _well_formed(before) and (not backends or self.pending is None):
+        if _well_formed(before):
             assert inv.collection_removed_unreachable(after, backends=backends) == []
 
 
@@ -481,10 +486,10 @@ def networkx_reachable(graph: nx.MultiDiGraph) -> set[str]:
     return out
 
 
-@given(st.lists(op_st, min_size=1, max_size=40))
+@given(st.lists(op_st, min_size=15, max_size=40))
 def test_gc_oracle_agrees_on_generated_states(ops: list[tuple[object, ...]]) -> None:
     """About 20 states per example (after every op), so thousands per run."""
     checker = Checker()
     for op in ops:
         checker.step(op)
-    assert checker.states == len(ops)
+    assert checker.states >= len(ops)

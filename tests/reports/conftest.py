@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from unpacksim.reports.jsonform import JSONValue
 from unpacksim.reports.records import (
     Actor,
     FaultRule,
@@ -31,29 +32,62 @@ CONFIG = "sha256:" + "c" * 64
 LAYER = "sha256:" + "d" * 64
 
 
-def _events() -> list[TraceEvent]:
-    rows: list[tuple[float, str, str, str, dict[str, object], str | None, bool, str]] = [
-        (0.0, "pull-2", "invoke", "snapshots.stat", {"key": C1}, None, False, ""),
-        (0.001, "pull-2", "complete", "snapshots.stat", {}, "ok", False, ""),
-        (0.001, "user", "invoke", "images.delete", {"name": "app:v1", "sync": True}, None, False, ""),
-        (0.001, "gc", "invoke", "gc.mark", {}, None, False, ""),
-        (0.002, "user", "complete", "images.delete", {}, "ok", False, ""),
-        (0.004, "pull-2", "invoke", "content.writer.commit", {"ref": "layer-" + LAYER}, None, False, ""),
-        (0.005, "gc", "complete", "gc.mark", {}, "ok", False, ""),
-        (0.005, "gc", "invoke", "gc.sweep", {}, None, False, ""),
-        (0.006, "pull-2", "complete", "content.writer.commit", {}, "Unavailable", True,
-         'ref "layer-' + LAYER + '" locked: unavailable'),
-        (0.007, "gc", "complete", "gc.sweep", {}, "ok", False, ""),
-        (0.01, "pull-2", "invoke", "snapshots.prepare", {"key": "extract-1-aBc " + C2, "parent": C1},
-         None, False, ""),
-        (0.011, "pull-2", "complete", "snapshots.prepare", {}, "NotFound", False,
-         f"parent snapshot {C1} does not exist: not found"),
-        (0.011, "pull-3", "invoke", "snapshots.stat", {"key": HOSTILE}, None, False, ""),
-    ]  # fmt: skip
-    return [
-        TraceEvent(seq=i, time=t, process=p, kind=k, op=op, args=a, outcome=o, injected=inj, message=m)  # type: ignore[arg-type]
-        for i, (t, p, k, op, a, o, inj, m) in enumerate(rows)
-    ]
+class _Trace:
+    """Builds a trace: ``call`` opens a call, ``done`` completes the process's open call."""
+
+    def __init__(self) -> None:
+        self.events: list[TraceEvent] = []
+        self.open: dict[str, str] = {}
+
+    def call(self, t: float, process: str, op: str, **args: JSONValue) -> None:
+        self.open[process] = op
+        self.events.append(
+            TraceEvent(
+                seq=len(self.events), time=t, process=process, kind="invoke", op=op, args=args
+            )
+        )
+
+    def done(
+        self,
+        t: float,
+        process: str,
+        outcome: str = "ok",
+        message: str = "",
+        *,
+        injected: bool = False,
+    ) -> None:
+        op = self.open.pop(process)
+        self.events.append(
+            TraceEvent(
+                seq=len(self.events),
+                time=t,
+                process=process,
+                kind="complete",
+                op=op,
+                outcome=outcome,
+                injected=injected,
+                message=message,
+            )
+        )
+
+
+def _events() -> tuple[TraceEvent, ...]:
+    trace = _Trace()
+    trace.call(0.0, "pull-2", "snapshots.stat", key=C1)
+    trace.done(0.001, "pull-2")
+    trace.call(0.001, "user", "images.delete", name="app:v1", sync=True)
+    trace.call(0.001, "gc", "gc.mark")
+    trace.done(0.002, "user")
+    trace.call(0.004, "pull-2", "content.writer.commit", ref="layer-" + LAYER)
+    trace.done(0.005, "gc")
+    trace.call(0.005, "gc", "gc.sweep")
+    locked = f'ref "layer-{LAYER}" locked: unavailable'
+    trace.done(0.006, "pull-2", "Unavailable", locked, injected=True)
+    trace.done(0.007, "gc")
+    trace.call(0.01, "pull-2", "snapshots.prepare", key="extract-1-aBc " + C2, parent=C1)
+    trace.done(0.011, "pull-2", "NotFound", f"parent snapshot {C1} does not exist: not found")
+    trace.call(0.011, "pull-3", "snapshots.stat", key=HOSTILE)  # never completes
+    return tuple(trace.events)
 
 
 def _graphs() -> tuple[GraphData, GraphData]:
@@ -108,17 +142,25 @@ def make_finding() -> Finding:
             FaultRule("content.writer.commit", "Unavailable", hits=(1,), reached=1, fired=(1,)),
             FaultRule("snapshots.commit", "AlreadyExists", params={"note": HOSTILE}),
         ),
-        trace=tuple(_events()),
+        trace=_events(),
         graph_before=before,
         graph_after=after,
-        path=("image/default/app:v1", f"content/default/{MANIFEST}", f"content/default/{CONFIG}",
-              f"snapshot/default/native/{C1}"),  # fmt: skip
+        path=(
+            "image/default/app:v1",
+            f"content/default/{MANIFEST}",
+            f"content/default/{CONFIG}",
+            f"snapshot/default/native/{C1}",
+        ),
         implementation="seed",
         replay=Replay(
             command="unpacksim replay findings/f-0123456789ab.json", seed=7, hypothesis_blob="AXic"
         ),
         versions=Versions(
-            unpacksim="0.1.0", python="3.11.2", simpy="4.1.2", hypothesis="6.155.2", networkx="3.6.1"
+            unpacksim="0.1.0",
+            python="3.11.2",
+            simpy="4.1.2",
+            hypothesis="6.155.2",
+            networkx="3.6.1",
         ),
     )
 

@@ -43,7 +43,7 @@ def test_a_failed_replace_keeps_the_old_file_and_removes_the_temporary(
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(os, "replace", refuse)
-    with pytest.raises(ReportFileError, match="a.json: cannot write: permission denied"):
+    with pytest.raises(ReportFileError, match=r"a\.json: cannot write: permission denied"):
         write_finding(finding, target)
     assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
@@ -54,7 +54,9 @@ def test_writing_into_a_missing_directory_is_a_clear_error(tmp_path: Path) -> No
         write_text_atomic(tmp_path / "absent" / "r.html", "x")
 
 
-def test_a_lone_surrogate_is_written_escaped_and_reads_back(finding: Finding, tmp_path: Path) -> None:
+def test_a_lone_surrogate_is_written_escaped_and_reads_back(
+    finding: Finding, tmp_path: Path
+) -> None:
     odd = dataclasses.replace(finding, program=(Step("pull-2", "pull", {"image": "a\ud800b"}),))
     path = write_finding(odd, tmp_path / "odd.json")
     assert "\\ud800" in path.read_text(encoding="utf-8")
@@ -93,7 +95,9 @@ def test_unknown_field_in_a_file_is_named(finding: Finding, tmp_path: Path) -> N
         load_finding(path)
 
 
-@pytest.mark.parametrize(("name", "words"), [("absent.json", "no such file"), (".", "it is a directory")])
+@pytest.mark.parametrize(
+    ("name", "words"), [("absent.json", "no such file"), (".", "it is a directory")]
+)
 def test_unreadable_paths_say_why(tmp_path: Path, name: str, words: str) -> None:
     with pytest.raises(ReportFileError, match=f"cannot read: {words}"):
         load_finding(tmp_path / name)

@@ -21,6 +21,7 @@ from unpacksim.reports.records import (
     RecordError,
     Step,
     TraceEvent,
+    TraceKind,
     Versions,
     dumps,
     pair_calls,
@@ -65,7 +66,7 @@ def test_canonical_text_is_stable_and_ends_with_newline(finding: Finding) -> Non
 
 
 def test_tuples_in_arguments_become_lists_so_the_round_trip_is_exact() -> None:
-    step = Step("a", "pull", {"layers": (1, 2), "nested": {"t": ("x",)}})
+    step = Step("a", "pull", {"layers": (1, 2), "nested": {"t": ("x",)}})  # type: ignore[dict-item]
     assert step.args == {"layers": [1, 2], "nested": {"t": ["x"]}}
 
 
@@ -160,7 +161,7 @@ def test_path_node_must_be_in_a_graph(finding: Finding) -> None:
 
 def test_non_json_argument_is_refused_with_advice() -> None:
     with pytest.raises(RecordError, match=r"args.when.*set is not JSON data: convert it"):
-        Step("a", "pull", {"when": {1, 2}})
+        Step("a", "pull", {"when": {1, 2}})  # type: ignore[dict-item]
 
 
 def test_nan_is_refused() -> None:
@@ -200,8 +201,10 @@ def test_graph_node_ids_are_unique() -> None:
 # --- the trace's calls ---------------------------------------------------------------------
 
 
-def _event(seq: int, t: float, process: str, kind: str, op: str, outcome: str | None = None) -> TraceEvent:
-    return TraceEvent(seq=seq, time=t, process=process, kind=kind, op=op, outcome=outcome)  # type: ignore[arg-type]
+def _event(
+    seq: int, t: float, process: str, kind: TraceKind, op: str, outcome: str | None = None
+) -> TraceEvent:
+    return TraceEvent(seq=seq, time=t, process=process, kind=kind, op=op, outcome=outcome)
 
 
 def test_pair_calls_pairs_by_process_innermost_first() -> None:
@@ -227,8 +230,13 @@ def test_complete_without_invoke_is_malformed(finding: Finding) -> None:
 
 
 @pytest.mark.parametrize(("seqs", "times"), [((1, 1), (0, 0)), ((0, 1), (2, 1))])
-def test_trace_order_is_checked(finding: Finding, seqs: tuple[int, int], times: tuple[float, float]) -> None:
-    trace = (_event(seqs[0], times[0], "a", "invoke", "x"), _event(seqs[1], times[1], "b", "invoke", "y"))
+def test_trace_order_is_checked(
+    finding: Finding, seqs: tuple[int, int], times: tuple[float, float]
+) -> None:
+    trace = (
+        _event(seqs[0], times[0], "a", "invoke", "x"),
+        _event(seqs[1], times[1], "b", "invoke", "y"),
+    )
     with pytest.raises(RecordError, match=r"trace\[1\]"):
         dataclasses.replace(finding, trace=trace)
 
@@ -238,7 +246,9 @@ def test_trace_order_is_checked(finding: Finding, seqs: tuple[int, int], times: 
 
 def _fields(finding: Finding) -> dict[str, Any]:
     skip = ("schema", "id", "versions")
-    return {f.name: getattr(finding, f.name) for f in dataclasses.fields(Finding) if f.name not in skip}
+    return {
+        f.name: getattr(finding, f.name) for f in dataclasses.fields(Finding) if f.name not in skip
+    }
 
 
 def test_new_derives_a_stable_id_from_the_story(finding: Finding) -> None:
@@ -273,7 +283,9 @@ def test_actor_and_graph_records_are_frozen() -> None:
 
 
 def test_summary_round_trip_and_exit_codes() -> None:
-    found = Summary(command="explore", status="found", runs=40, findings=(FindingRef("f-1", "p", "f-1.json"),))
+    found = Summary(
+        command="explore", status="found", runs=40, findings=(FindingRef("f-1", "p", "f-1.json"),)
+    )
     assert Summary.from_json(json.loads(dumps(found))) == found
     assert found.exit_code == 1
     assert Summary(command="explore", status="clean", runs=40).exit_code == 0

@@ -64,8 +64,18 @@ def test_clean_makes_unsafe_characters_visible() -> None:
 
 def test_text_tells_the_story_in_order(finding: Finding) -> None:
     out = render_text(finding)
-    heads = ["FINDING f-0123456789ab", "WHAT HAPPENED", "ACTORS", "PROGRAM", "SCHEDULE", "FAULT PLAN",
-             "TRACE", "GRAPH", "REPLAY", "VERSIONS"]  # fmt: skip
+    heads = [
+        "FINDING f-0123456789ab",
+        "WHAT HAPPENED",
+        "ACTORS",
+        "PROGRAM",
+        "SCHEDULE",
+        "FAULT PLAN",
+        "TRACE",
+        "GRAPH",
+        "REPLAY",
+        "VERSIONS",
+    ]
     positions = [out.index(h) for h in heads]
     assert positions == sorted(positions)
     assert "parent_reachable_at_prepare broken (implementation: seed)" in out
@@ -76,7 +86,9 @@ def test_text_tells_the_story_in_order(finding: Finding) -> None:
     assert "snapshots.commit -> AlreadyExists on every hit" in out and "never reached" in out
     assert "violating path: image app:v1 (gone after) -> " in out
     assert "no longer present: snapshot sha256:" + "1" * 64 in out
-    assert "unpacksim replay findings/f-0123456789ab.json\n  seed: 7\n  hypothesis blob: AXic" in out
+    assert (
+        "unpacksim replay findings/f-0123456789ab.json\n  seed: 7\n  hypothesis blob: AXic" in out
+    )
     assert "\\x1b[31m" in out and "\\u202eevil" in out
 
 
@@ -98,8 +110,16 @@ def test_markdown_escapes_prose_and_code() -> None:
 
 def test_markdown_has_the_sections_and_no_live_html(finding: Finding) -> None:
     out = render_markdown(finding)
-    for head in ("# Finding `f-0123456789ab`", "## What happened", "## Program", "## Replay",
-                 "## Fault plan", "## Trace", "## Reference graph", "## Versions"):  # fmt: skip
+    for head in (
+        "# Finding `f-0123456789ab`",
+        "## What happened",
+        "## Program",
+        "## Replay",
+        "## Fault plan",
+        "## Trace",
+        "## Reference graph",
+        "## Versions",
+    ):
         assert head in out
     assert "```sh\nunpacksim replay findings/f-0123456789ab.json\n```" in out
     # Outside code spans, no tag opens: strip the spans and look for "<" not escaped.
@@ -109,7 +129,11 @@ def test_markdown_has_the_sections_and_no_live_html(finding: Finding) -> None:
     table_rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert all(line.endswith(" |") for line in table_rows)
     # A cell keeps its column count: every unescaped "|" is a cell border.
-    widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table_rows if "seq" in line or line[2:3].isdigit()}
+    widths = {
+        len(re.findall(r"(?<!\\)\|", line))
+        for line in table_rows
+        if "seq" in line or line[2:3].isdigit()
+    }
     assert widths == {6}
 
 
@@ -122,7 +146,7 @@ def _dot_tokens(text: str) -> list[str]:
     tokens, pos = [], 0
     while pos < len(text.rstrip()):
         match = _DOT_TOKEN.match(text, pos)
-        assert match, f"DOT does not tokenize at {text[pos:pos + 40]!r}"
+        assert match, f"DOT does not tokenize at {text[pos : pos + 40]!r}"
         tokens.append(match.group(0).strip())
         pos = match.end()
     return tokens
@@ -155,15 +179,28 @@ def test_graphml_reads_back_with_networkx(finding: Finding) -> None:
     assert before.number_of_nodes() == 6 and before.number_of_edges() == 5
     assert after.number_of_nodes() == 4 and after.number_of_edges() == 1
     image = before.nodes["before:image/default/app:v1"]
-    assert image == {"node_id": "image/default/app:v1", "kind": "image", "label": "app:v1",
-                     "present": True, "on_path": True}  # fmt: skip
+    assert image == {
+        "node_id": "image/default/app:v1",
+        "kind": "image",
+        "label": "app:v1",
+        "present": True,
+        "on_path": True,
+    }
     lease = after.nodes["after:lease/default/pull-2"]
     assert lease["label"] == clean(lease["label"])
     assert lease["label"].startswith('<script>alert("x")</script> & |')
     gone = after.nodes["after:snapshot/default/native/sha256:" + "1" * 64]
     assert gone["present"] is False and gone["on_path"] is True
-    edge = before.edges["before:content/default/sha256:" + "c" * 64, "before:snapshot/default/native/sha256:" + "1" * 64]
-    assert edge == {"kind": "label", "key": "containerd.io/gc.ref.snapshot.native", "on_path": True, "id": "before-e3"}
+    edge = before.edges[
+        "before:content/default/sha256:" + "c" * 64,
+        "before:snapshot/default/native/sha256:" + "1" * 64,
+    ]
+    assert edge == {
+        "kind": "label",
+        "key": "containerd.io/gc.ref.snapshot.native",
+        "on_path": True,
+        "id": "before-e3",
+    }
 
 
 def test_graphml_is_valid_xml_for_one_stage(finding: Finding) -> None:
@@ -226,8 +263,16 @@ def test_html_escapes_every_string(finding: Finding) -> None:
 
 def test_html_puts_story_program_and_replay_before_the_pictures(finding: Finding) -> None:
     out = render_html(finding)
-    marks = ["parent_reachable_at_prepare broken", "What happened", "Actors and program", "Replay",
-             'class="timeline"', 'class="graph"', "Fault plan", "<h2>Trace"]  # fmt: skip
+    marks = [
+        "parent_reachable_at_prepare broken",
+        "What happened",
+        "Actors and program",
+        "Replay",
+        'class="timeline"',
+        'class="graph"',
+        "Fault plan",
+        "<h2>Trace",
+    ]
     positions = [out.index(m) for m in marks]
     assert positions == sorted(positions)
     assert "<pre>unpacksim replay findings/f-0123456789ab.json</pre>" in out

@@ -151,6 +151,8 @@ class LeaseManager:
     def delete(self, ctx: ModelContext, id: str) -> None:
         """Delete the lease record and mark the DB dirty; its resources are left to GC.
 
+        ``leases.SynchronousDelete`` is the caller running a collection right after this.
+
         Raises:
             FailedPrecondition: no namespace in ``ctx``.
             NotFound: no such lease ('lease "<id>"').

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
+from unpacksim.real.outcome import DISTRIBUTION_SOURCE
 from unpacksim.real.registry import Effect
 from unpacksim.real.scenarios import (
     GC,
@@ -85,6 +86,9 @@ def _faulted(image: str, *faults: Fault, expect: str, **options: object) -> Pull
 
 
 _A, _O, _T = APP.name, OTHER.name, THIRD.name
+# Pulls of two repositories that fetch a shared blob at once race on its distribution-source
+# label (Info then Update in AppendDistributionSourceLabel): see unpacksim.real.outcome.
+_RACY = (DISTRIBUTION_SOURCE,)
 
 SCENARIOS: tuple[Scenario, ...] = (
     # --- plain pulls ---------------------------------------------------------------------------
@@ -102,18 +106,19 @@ SCENARIOS: tuple[Scenario, ...] = (
     _s("concurrent-same-image", "Two pulls of one image at once: both succeed; the loser of "
        "each Prepare/Commit race aborts its extraction key.", _pull(_A, _A), GC()),
     _s("concurrent-shared-layers", "Three images sharing base (and two of them lib) pulled at "
-       "once: one snapshot per chain ID, every image complete.", _pull(_A, _O, _T), GC()),
+       "once: one snapshot per chain ID, every image complete.", _pull(_A, _O, _T), GC(),
+       racy_labels=_RACY),
     _s("concurrent-limited", "Two pulls of one image, both with MaxConcurrentDownloads(1).",
        _pull(_A, _A, max_concurrent_downloads=1), GC()),
     _s("concurrent-slow-shared-layer", "Two images sharing base pulled at once while the "
        "first fetch of base is held 0.3s: the other puller waits on the ingest ref lock "
        "(Unavailable, backoff) and then finds the blob.",
        PullStep((Pull(_A), Pull(_O)), (Fault(Effect.DELAY, _A, "layer", 0, seconds=0.3),)),
-       GC()),
+       GC(), racy_labels=_RACY),
     _s("concurrent-one-faulted", "Two images sharing base and lib at once; the layer only "
        "'other' has fails with 500: 'other' fails, 'app' succeeds.",
        PullStep((Pull(_A), Pull(_O)), (Fault(Effect.ERROR, _O, "layer", 2),), ("ok", "other")),
-       GC()),
+       GC(), racy_labels=_RACY),
     # --- discard (WithChildLabelMap(ChildGCLabelsFilterLayers)) -------------------------------
     _s("discard-then-gc", "A discard pull writes no layer labels on the manifest: after GC the "
        "layer blobs are gone, the snapshots stay (config -> snapshot).",
@@ -134,7 +139,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     _s("delete-image-then-gc", "Pull, delete the image without waiting, then GC.",
        _pull(_A), DeleteImage(_A), GC()),
     _s("delete-one-of-shared", "Pull two images sharing base and lib, delete one: the shared "
-       "blobs and snapshots stay for the other.", _pull(_A, _O), DeleteImage(_A, sync=True)),
+       "blobs and snapshots stay for the other.", _pull(_A, _O), DeleteImage(_A, sync=True),
+       racy_labels=_RACY),
     _s("delete-then-repull", "Pull, delete synchronously, pull again: a full refetch.",
        _pull(_A), DeleteImage(_A, sync=True), _pull(_A), GC()),
     _s("lease-holds-after-image-delete", "TestLeaseResources' shape: a pull under a user lease "

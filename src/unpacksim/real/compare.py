@@ -109,8 +109,9 @@ def compare_states(left: Mapping[str, Any], right: Mapping[str, Any]) -> list[Di
 def compare_runs(scenario: Scenario, left: ScenarioRun, right: ScenarioRun) -> Comparison:
     """Compare two runs of ``scenario`` (outcomes first, then the final states)."""
     keep = tuple(s.lease for s in scenario.steps if isinstance(s, CreateLease))
-    left_state = left.canonical(keep_leases=keep)
-    right_state = right.canonical(keep_leases=keep)
+    racy = scenario.racy_labels
+    left_state = left.canonical(keep_leases=keep, racy_labels=racy)
+    right_state = right.canonical(keep_leases=keep, racy_labels=racy)
     divergences = _outcome_divergences(left, right) + compare_states(left_state, right_state)
     return Comparison(
         scenario=scenario.name,

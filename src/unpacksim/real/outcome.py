@@ -12,6 +12,13 @@ them into plain data where the names that are random by design no longer differ:
 - ``containerd.io/gc.expire`` values (wall-clock times) become ``<time>``;
 - the registry's ``host:port`` becomes ``<registry>``, in image names, messages and the
   ``containerd.io/distribution.source.<host>`` label key (containerd drops the port there).
+
+Labels a scenario declares racy (``Scenario.racy_labels``) get the value ``<racy>``: their
+value depends on thread timing on either side.  The one known case is
+``containerd.io/distribution.source.<registry>`` on a blob that pulls of two repositories
+fetch at once: ``AppendDistributionSourceLabel`` (``remotes/docker/handler.go``) reads the
+label with ``Info`` and writes the merged list with ``Update``, so concurrent pullers lose
+each other's updates and the value is any non-empty subset of the repositories.
 """
 
 from __future__ import annotations
@@ -29,12 +36,15 @@ __all__ = [
     "Outcome",
     "ScenarioRun",
     "StepRecord",
+    "DISTRIBUTION_SOURCE",
     "canonical_state",
     "canonicalize",
     "message_shape",
 ]
 
 REGISTRY = "<registry>"
+#: The canonical key of the distribution-source label.
+DISTRIBUTION_SOURCE = DISTRIBUTION_SOURCE_PREFIX + REGISTRY
 _EXTRACT = re.compile(r"extract-\d+-[A-Za-z0-9_-]{4} ")
 _RANDOM_ID = re.compile(r"\d+-[A-Za-z0-9_-]{4}")
 
@@ -102,9 +112,13 @@ class ScenarioRun:
             if not s.as_expected
         ]
 
-    def canonical(self, *, keep_leases: tuple[str, ...] = ()) -> dict[str, Any]:
+    def canonical(
+        self, *, keep_leases: tuple[str, ...] = (), racy_labels: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """:func:`canonical_state` of the final state."""
-        return canonical_state(self.state, registry_host=self.registry_host, keep=keep_leases)
+        return canonical_state(
+            self.state, registry_host=self.registry_host, keep=keep_leases, racy=racy_labels
+        )
 
     def shapes(self) -> list[list[tuple[str, str]]]:
         """Per step, per operation: (outcome word, :func:`message_shape` of the message)."""
@@ -125,14 +139,14 @@ def canonicalize(name: str, *, registry_host: str) -> str:
     return message_shape(name, registry_host=registry_host)
 
 
-def _labels(labels: Mapping[str, str], registry_host: str) -> dict[str, str]:
+def _labels(labels: Mapping[str, str], host: str, racy: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in sorted(labels.items()):
         if key.startswith(DISTRIBUTION_SOURCE_PREFIX):
-            key = DISTRIBUTION_SOURCE_PREFIX + REGISTRY
-        elif key == GC_EXPIRE:
+            key = DISTRIBUTION_SOURCE
+        if key == GC_EXPIRE:
             value = "<time>"
-        out[key] = canonicalize(value, registry_host=registry_host)
+        out[key] = "<racy>" if key in racy else canonicalize(value, registry_host=host)
     return out
 
 
@@ -144,10 +158,13 @@ def _sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(items, key=repr)
 
 
-def canonical_state(db: DB, *, registry_host: str, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+def canonical_state(
+    db: DB, *, registry_host: str, keep: tuple[str, ...] = (), racy: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The state of ``db`` as plain, sorted data with random names replaced.
 
-    ``keep`` lists lease IDs that are not random (a scenario's own leases).
+    ``keep`` lists lease IDs that are not random (a scenario's own leases); ``racy`` lists
+    canonical label keys whose values are masked.
     """
     out: dict[str, Any] = {}
     for ns_name in sorted(db.namespaces):
@@ -155,7 +172,7 @@ def canonical_state(db: DB, *, registry_host: str, keep: tuple[str, ...] = ()) -
         host = registry_host
         out[ns_name] = {
             "content": {
-                d: {"size": b.size, "labels": _labels(b.labels, host)}
+                d: {"size": b.size, "labels": _labels(b.labels, host, racy)}
                 for d, b in sorted(ns.content.items())
             },
             "ingests": {r: {"expected": i.expected} for r, i in sorted(ns.ingests.items())},
@@ -165,7 +182,7 @@ def canonical_state(db: DB, *, registry_host: str, keep: tuple[str, ...] = ()) -
                         "name": canonicalize(r.name, registry_host=host),
                         "parent": r.parent,
                         "kind": r.kind.value,
-                        "labels": _labels(r.labels, host),
+                        "labels": _labels(r.labels, host, racy),
                     }
                     for r in records.values()
                 ])
@@ -174,7 +191,7 @@ def canonical_state(db: DB, *, registry_host: str, keep: tuple[str, ...] = ()) -
             "leases": _sorted([
                 {
                     "id": _lease_id(lease.id, keep),
-                    "labels": _labels(lease.labels, host),
+                    "labels": _labels(lease.labels, host, racy),
                     "resources": sorted(
                         [t, canonicalize(i, registry_host=host)] for t, i in lease.resources
                     ),
@@ -185,7 +202,7 @@ def canonical_state(db: DB, *, registry_host: str, keep: tuple[str, ...] = ()) -
                 canonicalize(name, registry_host=host): {
                     "target": img.target.digest,
                     "media_type": img.target.media_type,
-                    "labels": _labels(img.labels, host),
+                    "labels": _labels(img.labels, host, racy),
                 }
                 for name, img in sorted(ns.images.items())
             },

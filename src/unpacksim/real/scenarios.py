@@ -187,6 +187,8 @@ class Scenario:
         steps: what runs, in order.
         snapshotters: the snapshotters read back.
         namespace: the containerd namespace everything runs in.
+        racy_labels: canonical label keys whose final value depends on thread timing on
+            either side (see :mod:`unpacksim.real.outcome`); compared as ``<racy>``.
         divergence: a documented, explained divergence from the reference ("" if none).
     """
 
@@ -197,6 +199,7 @@ class Scenario:
     steps: tuple[Step, ...]
     snapshotters: tuple[str, ...] = ("native",)
     namespace: str = "default"
+    racy_labels: tuple[str, ...] = ()
     divergence: str = ""
 
     def __post_init__(self) -> None:

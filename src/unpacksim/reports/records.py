@@ -55,6 +55,7 @@ __all__ = [
     "Replay",
     "Step",
     "TraceEvent",
+    "TraceKind",
     "Versions",
     "dumps",
     "pair_calls",
@@ -234,13 +235,12 @@ class TraceEvent:
     @classmethod
     def from_json(cls, data: object, path: str) -> Self:
         f = Fields(data, path, field_names(cls))
-        kind = f.text("kind")
         return f.build(
             cls,
             seq=f.integer("seq"),
             time=f.number("time"),
             process=f.text("process"),
-            kind=kind,
+            kind=f.text("kind"),
             op=f.text("op"),
             args=f.obj("args"),
             outcome=f.opt_text("outcome"),
@@ -261,12 +261,12 @@ class Call:
     op: str
     args: JSONObject
     start: float
-    end: float | None
-    outcome: str | None
-    injected: bool
-    message: str
     invoke_seq: int
-    complete_seq: int | None
+    end: float | None = None
+    outcome: str | None = None
+    injected: bool = False
+    message: str = ""
+    complete_seq: int | None = None
 
 
 def pair_calls(trace: tuple[TraceEvent, ...]) -> tuple[Call, ...]:
@@ -287,7 +287,7 @@ def pair_calls(trace: tuple[TraceEvent, ...]) -> tuple[Call, ...]:
         stack = open_calls.setdefault(event.process, [])
         if event.kind == "invoke":
             stack.append(len(calls))
-            calls.append(_open_call(event))
+            calls.append(Call(event.process, event.op, event.args, event.time, event.seq))
             continue
         top = calls[stack[-1]] if stack else None
         if top is None or top.op != event.op:
@@ -302,21 +302,6 @@ def pair_calls(trace: tuple[TraceEvent, ...]) -> tuple[Call, ...]:
             complete_seq=event.seq,
         )
     return tuple(calls)
-
-
-def _open_call(event: TraceEvent) -> Call:
-    return Call(
-        process=event.process,
-        op=event.op,
-        args=event.args,
-        start=event.time,
-        end=None,
-        outcome=None,
-        injected=False,
-        message="",
-        invoke_seq=event.seq,
-        complete_seq=None,
-    )
 
 
 @dataclass(frozen=True)

@@ -183,6 +183,12 @@ class BaseChooser:
 class FifoChooser(BaseChooser):
     """Always 0: SimPy's own first-in-first-out order.  Its schedule is always ``""``."""
 
+    def choose(self, n: int, kind: str = "") -> int:
+        if n <= 1:
+            return super().choose(n, kind)
+        self.decisions += 1
+        return 0
+
     def _pick(self, n: int, kind: str) -> int:
         return 0
 
@@ -193,10 +199,20 @@ class RandomChooser(BaseChooser):
     def __init__(self, seed: int) -> None:
         super().__init__()
         self.seed = seed
-        self._rng = random.Random(seed)
+        self._random = random.Random(seed).random
+
+    def choose(self, n: int, kind: str = "") -> int:
+        # BaseChooser.choose inlined: this runs at almost every step of a busy simulation.
+        if n <= 1:
+            return super().choose(n, kind)
+        i = int(self._random() * n)
+        if i:
+            self._picks.append((self.decisions, i))
+        self.decisions += 1
+        return i
 
     def _pick(self, n: int, kind: str) -> int:
-        return self._rng.randrange(n)
+        return int(self._random() * n)
 
 
 class PCTChooser(BaseChooser):
@@ -238,7 +254,7 @@ class PCTChooser(BaseChooser):
 
     def bound(self, processes: int) -> float:
         """The stated lower bound ``1/(n*k^(d-1))`` of finding a depth-``d`` bug in one run."""
-        return 1.0 / (max(processes, 1) * self.max_steps ** (self.depth - 1))
+        return 1.0 / (max(processes, 1) * float(self.max_steps) ** (self.depth - 1))
 
     def _pick(self, n: int, kind: str) -> int:
         return self._rng.randrange(n)

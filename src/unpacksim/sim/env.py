@@ -117,6 +117,7 @@ class Environment(simpy.Environment):
             if type(obj) is BoundClass and attr != "process":
                 setattr(self, attr, MethodType(obj.cls, self))
         self.chooser: Chooser = chooser if chooser is not None else FifoChooser()
+        self._choose = self.chooser.choose
         self._choose_owner: Callable[[list[str], str], int] | None = None
         if getattr(self.chooser, "wants_owners", False):
             self._choose_owner = self.chooser.choose_owner  # type: ignore[attr-defined]
@@ -148,7 +149,7 @@ class Environment(simpy.Environment):
 
     # --- processes -----------------------------------------------------------------------
 
-    def process(  # type: ignore[override]
+    def process(
         self, generator: ProcessGenerator, *, name: str | None = None, daemon: bool = False
     ) -> Process:
         """Start a SimPy process registered under ``name`` (default: the generator's name).
@@ -231,27 +232,51 @@ class Environment(simpy.Environment):
         Raises:
             EmptySchedule: no event is left.
         """
-        if self._batch:
-            return self._step_batch()
         queue = self._queue
-        n = len(queue)
-        if n > 1:
-            head = queue[0]
-            t, p = head[0], head[1]
-            peer = queue[1]
-            if peer[0] == t and peer[1] == p:
-                return self._step_batch()
-            if n > 2:
-                peer = queue[2]
+        if self._batch:
+            event = self._from_batch()
+            if event is None:
+                return
+        else:
+            tied = False
+            n = len(queue)
+            if n > 1:
+                head = queue[0]
+                t, p = head[0], head[1]
+                peer = queue[1]
                 if peer[0] == t and peer[1] == p:
-                    return self._step_batch()
+                    tied = True
+                elif n > 2:
+                    peer = queue[2]
+                    tied = peer[0] == t and peer[1] == p
+            if tied:
+                event = self._from_batch()
+                if event is None:
+                    return
+            else:
+                try:
+                    self._now, _, _, event = heappop(queue)
+                except IndexError:
+                    raise EmptySchedule from None
+        # From here on SimPy's Environment.step after its pop (simpy/core.py), unchanged.
+        callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
         try:
-            self._now, _, _, event = heappop(queue)
-        except IndexError:
-            raise EmptySchedule from None
-        self._process(event)
+            for callback in callbacks:
+                callback(event)
+        except StopSimulation:
+            event.callbacks = callbacks[callbacks.index(callback) + 1 :]
+            self.schedule(event, EventPriority(-1))
+            raise
+        if not event._ok and not hasattr(event, "_defused"):
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
 
-    def _step_batch(self) -> None:
+    def _from_batch(self) -> simpy.Event | None:
+        """Fill the batch of same-instant events and take the chooser's pick from it.
+
+        Returns None if every event that joined was one nobody waits on (processed here).
+        """
         queue, batch = self._queue, self._batch
         if batch and queue:
             head = queue[0]
@@ -272,30 +297,14 @@ class Environment(simpy.Environment):
                 event.callbacks = None  # type: ignore[assignment]  # nobody waits: no-op
             else:
                 batch.append(entry)
-        if not batch:
-            return
-        if len(batch) == 1:
-            entry = batch.pop()
-        elif self._choose_owner is not None:
-            entry = batch.pop(self._choose_owner([self._owner(e[3]) for e in batch], "event"))
-        else:
-            entry = batch.pop(self.chooser.choose(len(batch), "event"))
-        self._process(entry[3])
-
-    def _process(self, event: simpy.Event) -> None:
-        # SimPy's Environment.step after the pop (simpy/core.py), unchanged.
-        callbacks, event.callbacks = event.callbacks, None  # type: ignore[assignment]
-        try:
-            for callback in callbacks:
-                callback(event)
-        except StopSimulation:
-            event.callbacks = callbacks[callbacks.index(callback) + 1 :]
-            self.schedule(event, EventPriority(-1))
-            raise
-        if not event._ok and not hasattr(event, "_defused"):
-            exc = type(event._value)(*event._value.args)
-            exc.__cause__ = event._value
-            raise exc
+        n = len(batch)
+        if n == 0:
+            return None
+        if n == 1:
+            return batch.pop()[3]
+        if self._choose_owner is not None:
+            return batch.pop(self._choose_owner([self._owner(e[3]) for e in batch], "event"))[3]
+        return batch.pop(self._choose(n, "event"))[3]
 
     def _owner(self, event: simpy.Event, depth: int = 0) -> str:
         """The name of the process an event resumes ("" if none), for PCT."""

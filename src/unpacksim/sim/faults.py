@@ -239,6 +239,7 @@ class FaultReport:
 
     sites: tuple[SiteReport, ...]
     fired: tuple[tuple[str, str, int], ...] = field(default=())  # (site, key, hit)
+    unreached: tuple[str, ...] = ()  # sites the plan names that no code reached
 
     @property
     def fired_sites(self) -> list[str]:
@@ -250,6 +251,7 @@ class FaultReport:
 
     def describe(self) -> str:
         lines = [f"{s.site}: {s.fires} of {s.hits} hits fired" for s in self.sites]
+        lines += [f"{name}: never reached" for name in self.unreached]
         return "\n".join(lines) if lines else "no fault site was reached"
 
 
@@ -306,7 +308,7 @@ class FaultPlan:
     ) -> FaultPlan:
         """The chooser activates some of ``sites`` (default: every registered site) per run
         and fires each active one on one in ``fire_one_in`` hits (at most ``max_fires``)."""
-        names = [s.name for s in globals()["sites"]()] if sites is None else list(sites)
+        names = [s.name for s in _SITES.values()] if sites is None else list(sites)
         return cls(explore=names, fire_one_in=fire_one_in, max_fires=max_fires)
 
     def _reset(self) -> None:
@@ -393,4 +395,6 @@ class FaultPlan:
             SiteReport(name, hits, self._fires.get(name, 0), self.armed(name))
             for name, hits in self._hits.items()
         )
-        return FaultReport(reports, tuple(self._fired))
+        named = [r.site for r in self.rules] + list(self.explore)
+        unreached = tuple(dict.fromkeys(n for n in named if n not in self._hits))
+        return FaultReport(reports, tuple(self._fired), unreached)

@@ -71,9 +71,14 @@ def sleep(ctx: Context, seconds: float) -> Gen[bool]:
         return False
     env = ctx.env
     wake = Wait(env, f"sleep({seconds}) or ctx.done")
+
+    def finish(elapsed: bool) -> None:
+        if not wake.triggered:
+            wake.succeed(elapsed)
+
     timer = env.timeout(seconds)
-    timer.callbacks.append(lambda _: wake.triggered or wake.succeed(True))
-    stop = ctx.after_func(lambda: wake.triggered or wake.succeed(False))
+    timer.callbacks.append(lambda _: finish(True))
+    stop = ctx.after_func(lambda: finish(False))
     elapsed: bool = yield wake
     stop()
     if not elapsed:

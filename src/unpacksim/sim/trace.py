@@ -69,7 +69,10 @@ def canonical(value: object, *, where: str = "argument") -> JSON:
     if isinstance(value, bytes | bytearray):
         return f"<{len(value)} bytes>"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: canonical(getattr(value, f.name), where=where) for f in dataclasses.fields(value)}
+        return {
+            f.name: canonical(getattr(value, f.name), where=where)
+            for f in dataclasses.fields(value)
+        }
     raise SimUsageError(
         f"trace {where} {value!r} of type {type(value).__name__} has no deterministic JSON "
         "form; pass strings, numbers, booleans, None, lists, dicts or dataclasses of those"
@@ -104,9 +107,7 @@ class TraceEvent:
 
     def line(self) -> str:
         """The canonical JSON line (no newline)."""
-        return json.dumps(
-            self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, JSON]) -> TraceEvent:
@@ -145,10 +146,10 @@ class Trace:
 
     def invoke(self, op: str, args: Mapping[str, object] | None = None) -> int:
         """Record the start of ``op``; returns the call id to complete it with."""
+        data = canonical(dict(args or {}), where=f"argument of {op}")
         self._calls += 1
         call = self._calls
         process = self._process()
-        data = canonical(dict(args or {}), where=f"argument of {op}")
         event = self._add(
             type="invoke", call=call, process=process, time=self._now(), op=op, args=data
         )
