@@ -27,7 +27,16 @@ from unpacksim.reports.formats import FORMATS, GRAPH_FORMATS, render
 from unpacksim.reports.io import ReportFileError, load_finding, write_text_atomic
 from unpacksim.reports.records import dumps
 
-__all__ = ["COMMANDS", "EXPECTED_ERRORS", "ExitCode", "UsageError", "build_parser", "main"]
+__all__ = [
+    "COMMANDS",
+    "EXPECTED_ERRORS",
+    "CommandParser",
+    "ExitCode",
+    "UsageError",
+    "add_report_command",
+    "build_parser",
+    "main",
+]
 
 PROG = "unpacksim"
 
@@ -52,7 +61,7 @@ class UsageError(Exception):
         super().__init__(message)
 
 
-class _Parser(argparse.ArgumentParser):
+class CommandParser(argparse.ArgumentParser):
     """argparse, except that an error is a :class:`UsageError` (one line, exit 2, one place)."""
 
     def error(self, message: str) -> NoReturn:
@@ -89,7 +98,7 @@ def _report(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def add_report_command(subparsers: argparse._SubParsersAction[_Parser]) -> None:
+def add_report_command(subparsers: argparse._SubParsersAction[CommandParser]) -> None:
     """``unpacksim report FINDING [--format F | --json] [--graph G] [-o FILE]``."""
     parser = subparsers.add_parser(
         "report",
@@ -119,7 +128,7 @@ def add_report_command(subparsers: argparse._SubParsersAction[_Parser]) -> None:
 # --- the command line ------------------------------------------------------------------------
 
 #: The functions that add each subcommand, in ``--help`` order.
-COMMANDS: list[Callable[[argparse._SubParsersAction[_Parser]], None]] = [add_report_command]
+COMMANDS: list[Callable[[argparse._SubParsersAction[CommandParser]], None]] = [add_report_command]
 
 #: The errors :func:`main` turns into one line on stderr and exit code 2.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (UsageError, ReportFileError)
@@ -127,13 +136,15 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (UsageError, ReportFileError)
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``unpacksim`` parser with every subcommand of :data:`COMMANDS`."""
-    parser = _Parser(
+    parser = CommandParser(
         prog=PROG,
         description="Simulation and property testing of containerd's image-unpack semantics.",
         epilog="Exit codes: 0 ok or nothing found, 1 found or reproduced, 2 bad usage or input.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=CommandParser
+    )
     for add in COMMANDS:
         add(subparsers)
     return parser

@@ -337,19 +337,17 @@ SNAPSHOTTERS = ("overlay", "native")
 NAMES = ("a", "b", "c", "d")
 DIGESTS = tuple(d(i) for i in range(5))
 LEASES = ("l1", "l2")
-LABEL_KEYS = (
-    CREF,
-    CREF + ".0",
-    CREF + "/x",
-    CREF + "bad",
-    SREF + "overlay",
-    SREF + "native/x",
-    "containerd.io/gc.root",
-    "other",
-)
-
-labels_st = st.dictionaries(
-    st.sampled_from(LABEL_KEYS), st.sampled_from(DIGESTS + NAMES), max_size=3
+label_entry_st = st.one_of(
+    st.tuples(st.sampled_from([CREF, CREF + ".0", CREF + "/x", CREF + "bad"]),
+              st.sampled_from(DIGESTS)),
+    st.tuples(st.sampled_from([SREF + "overlay", SREF + "native/x"]), st.sampled_from(NAMES)),
+    st.tuples(st.sampled_from(["containerd.io/gc.root", "other"]), st.just("x")),
+)  # fmt: skip
+labels_st = st.lists(label_entry_st, max_size=3).map(dict)
+resource_st = st.one_of(
+    st.tuples(st.just("content"), st.sampled_from(DIGESTS)),
+    st.tuples(st.sampled_from(["snapshots/overlay", "snapshots/native"]), st.sampled_from(NAMES)),
+    st.tuples(st.just("ingests"), st.sampled_from(("r1", "r2"))),
 )
 ns_st = st.sampled_from(NAMESPACES)
 sn_st = st.sampled_from(SNAPSHOTTERS)
@@ -360,8 +358,9 @@ op_st = st.one_of(
     st.tuples(st.just("snapshot"), ns_st, sn_st, st.sampled_from(NAMES),
               st.sampled_from(("",) + NAMES), st.sampled_from(list(Kind)), labels_st),
     st.tuples(st.just("lease"), ns_st, st.sampled_from(LEASES), expiry_st, st.booleans(),
-              st.sampled_from(["content", "ingests", "snapshots/overlay", "snapshots/native"]),
-              st.sampled_from(DIGESTS + NAMES)),
+              resource_st),
+    st.tuples(st.just("hold"), ns_st, st.sampled_from(LEASES), st.booleans(),
+              st.integers(0, 7)),
     st.tuples(st.just("image"), ns_st, st.sampled_from(("i1", "i2")),
               st.sampled_from(DIGESTS), labels_st),
     st.tuples(st.just("container"), ns_st, st.sampled_from(("", "overlay")),
@@ -389,7 +388,7 @@ def _apply(w: World, op: tuple[object, ...]) -> None:
         if key not in records:  # containerd refuses an existing key
             w.snapshot(str(ns), str(sn), str(key), str(parent), kind, dict(labels))  # type: ignore[arg-type, call-overload]
     elif name == "lease":
-        ns, lid, expiry, flat, rtype, rid = args
+        ns, lid, expiry, flat, (rtype, rid) = args
         space = w.db.namespace(str(ns))
         lease = space.leases.setdefault(str(lid), LeaseRecord(str(lid)))
         if expiry is not None:
@@ -397,6 +396,9 @@ def _apply(w: World, op: tuple[object, ...]) -> None:
         if flat:
             lease.labels["containerd.io/gc.flat"] = "yes"
         lease.resources[(str(rtype), str(rid))] = None
+    elif name == "hold":  # a lease on an existing snapshot, the way unpack leases them
+        ns, lid, flat, index = args
+        _hold(w, str(ns), str(lid), bool(flat), int(index))  # type: ignore[call-overload]
     elif name == "image":
         ns, image, target, labels = args
         w.image(str(ns), str(image), str(target), dict(labels))  # type: ignore[call-overload]
@@ -419,6 +421,18 @@ def _apply(w: World, op: tuple[object, ...]) -> None:
             w.db.mark_dirty()
     elif name == "advance":
         w.clock.advance(float(args[0]))  # type: ignore[arg-type]
+
+
+def _hold(w: World, ns: str, lid: str, flat: bool, index: int) -> None:
+    space = w.db.namespace(ns)
+    existing = [(sn, key) for sn in sorted(space.snapshots) for key in sorted(space.snapshots[sn])]
+    if not existing:
+        return
+    sn, key = existing[index % len(existing)]
+    lease = space.leases.setdefault(lid, LeaseRecord(lid))
+    if flat:
+        lease.labels["containerd.io/gc.flat"] = "yes"
+    lease.resources[(f"snapshots/{sn}", key)] = None
 
 
 def _well_formed(graph: nx.MultiDiGraph) -> bool:

@@ -6,6 +6,8 @@ syntax, DOT quotes and backslashes, a terminal escape sequence, a bidi override,
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from unpacksim.reports.jsonform import JSONValue
@@ -33,19 +35,20 @@ LAYER = "sha256:" + "d" * 64
 
 
 class _Trace:
-    """Builds a trace: ``call`` opens a call, ``done`` completes the process's open call."""
+    """Builds a trace as the simulator records one: call ids pair invokes with completes."""
 
     def __init__(self) -> None:
         self.events: list[TraceEvent] = []
-        self.open: dict[str, str] = {}
+        self.open: dict[str, tuple[int, str]] = {}  # process -> (call id, op)
+        self.calls = 0
+
+    def _add(self, **fields: Any) -> None:
+        self.events.append(TraceEvent(seq=len(self.events), **fields))
 
     def call(self, t: float, process: str, op: str, **args: JSONValue) -> None:
-        self.open[process] = op
-        self.events.append(
-            TraceEvent(
-                seq=len(self.events), time=t, process=process, kind="invoke", op=op, args=args
-            )
-        )
+        self.calls += 1
+        self.open[process] = (self.calls, op)
+        self._add(time=t, process=process, kind="invoke", call=self.calls, op=op, args=args)
 
     def done(
         self,
@@ -56,18 +59,29 @@ class _Trace:
         *,
         injected: bool = False,
     ) -> None:
-        op = self.open.pop(process)
-        self.events.append(
-            TraceEvent(
-                seq=len(self.events),
-                time=t,
-                process=process,
-                kind="complete",
-                op=op,
-                outcome=outcome,
-                injected=injected,
-                message=message,
-            )
+        call, op = self.open.pop(process)
+        self._add(
+            time=t,
+            process=process,
+            kind="complete",
+            call=call,
+            op=op,
+            outcome=outcome,
+            injected=injected,
+            message=message,
+        )
+
+    def fault(self, t: float, process: str, site: str, outcome: str, key: str) -> None:
+        call = self.open[process][0] if process in self.open else 0
+        self._add(
+            time=t,
+            process=process,
+            kind="fault",
+            call=call,
+            op=site,
+            args={"key": key},
+            outcome=outcome,
+            injected=True,
         )
 
 
@@ -81,6 +95,7 @@ def _events() -> tuple[TraceEvent, ...]:
     trace.call(0.004, "pull-2", "content.writer.commit", ref="layer-" + LAYER)
     trace.done(0.005, "gc")
     trace.call(0.005, "gc", "gc.sweep")
+    trace.fault(0.006, "pull-2", "content.ref_lock", "Unavailable", "layer-" + LAYER)
     locked = f'ref "layer-{LAYER}" locked: unavailable'
     trace.done(0.006, "pull-2", "Unavailable", locked, injected=True)
     trace.done(0.007, "gc")

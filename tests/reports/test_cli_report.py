@@ -102,8 +102,9 @@ def test_bad_field(capsys: pytest.CaptureFixture[str], finding: Finding, tmp_pat
     path.write_text(json.dumps(data), encoding="utf-8")
     code, _, err = _run(capsys, "report", str(path))
     assert code == 2
-    assert "field 'trace[0].kind': must be 'invoke' or 'complete', got 'begin'" in _one_line_error(
-        err
+    assert (
+        "field 'trace[0].kind': must be 'invoke', 'complete' or 'fault', got 'begin'"
+        in _one_line_error(err)
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,41 +46,44 @@ args = st.dictionaries(text, json_values, max_size=3)
 
 @st.composite
 def traces(draw: st.DrawFn, processes: list[str]) -> tuple[TraceEvent, ...]:
-    """Calls of the given processes, completed (or not) in a drawn order."""
+    """Calls of the given processes, completed (or not) in a drawn order, with faults."""
     events: list[TraceEvent] = []
-    open_ops: dict[str, str] = {}
-    t = 0.0
+    open_calls: dict[int, str] = {}  # call id -> op
+    t, calls = 0.0, 0
+
+    def add(**fields: Any) -> None:
+        events.append(
+            TraceEvent(seq=len(events), time=t, process=draw(st.sampled_from(processes)), **fields)
+        )
+
     for _ in range(draw(st.integers(0, 8))):
-        process = draw(st.sampled_from(processes))
         t += draw(st.sampled_from([0.0, 0.001, 0.5]))
-        seq = len(events)
-        if process in open_ops:
+        step = draw(st.sampled_from(["invoke", "complete", "fault"]))
+        if step == "complete" and open_calls:
+            call = draw(st.sampled_from(sorted(open_calls)))
             outcome = draw(st.sampled_from(["ok", "NotFound", "AlreadyExists", "indeterminate"]))
-            injected = outcome != "ok" and draw(st.booleans())
-            events.append(
-                TraceEvent(
-                    seq=seq,
-                    time=t,
-                    process=process,
-                    kind="complete",
-                    op=open_ops.pop(process),
-                    outcome=outcome,
-                    injected=injected,
-                    message=draw(text),
-                )
+            add(
+                kind="complete",
+                call=call,
+                op=open_calls.pop(call),
+                outcome=outcome,
+                injected=outcome != "ok" and draw(st.booleans()),
+                message=draw(text),
+            )
+        elif step == "fault":
+            call = draw(st.sampled_from([0, *range(1, calls + 1)]))
+            add(
+                kind="fault",
+                call=call,
+                op=draw(name),
+                args=draw(args),
+                outcome=draw(name),
+                injected=True,
             )
         else:
-            open_ops[process] = draw(name)
-            events.append(
-                TraceEvent(
-                    seq=seq,
-                    time=t,
-                    process=process,
-                    kind="invoke",
-                    op=open_ops[process],
-                    args=draw(args),
-                )
-            )
+            calls += 1
+            open_calls[calls] = draw(name)
+            add(kind="invoke", call=calls, op=open_calls[calls], args=draw(args))
     return tuple(events)
 
 

@@ -113,7 +113,7 @@ def test_bad_value_inside_a_record_is_named_with_its_path(finding: Finding) -> N
     data["trace"][0]["kind"] = "start"
     err = _error(data)
     assert err.field == "trace[0].kind"
-    assert "'invoke' or 'complete'" in str(err)
+    assert "must be 'invoke', 'complete' or 'fault', got 'start'" in str(err)
 
 
 def test_graph_edge_to_unknown_node_is_named(finding: Finding) -> None:
@@ -166,7 +166,9 @@ def test_non_json_argument_is_refused_with_advice() -> None:
 
 def test_nan_is_refused() -> None:
     with pytest.raises(RecordError, match="finite"):
-        TraceEvent(seq=0, time=0.0, process="p", kind="invoke", op="x", args={"t": float("nan")})
+        TraceEvent(
+            seq=0, time=0.0, process="p", kind="invoke", call=1, op="x", args={"t": float("nan")}
+        )
 
 
 @pytest.mark.parametrize(
@@ -177,10 +179,13 @@ def test_nan_is_refused() -> None:
         ({"kind": "complete", "outcome": None}, "outcome"),
         ({"kind": "invoke", "seq": -1}, "seq"),
         ({"kind": "invoke", "op": ""}, "op"),
+        ({"kind": "invoke", "call": 0}, "call"),
+        ({"kind": "fault", "call": -1, "outcome": "AlreadyExists"}, "call"),
+        ({"kind": "fault", "call": 0}, "outcome"),
     ],
 )
 def test_trace_event_checks_its_fields(kwargs: dict[str, Any], field: str) -> None:
-    base: dict[str, Any] = {"seq": 0, "time": 0.0, "process": "p", "op": "snapshots.stat"}
+    base: dict[str, Any] = {"seq": 0, "time": 0.0, "process": "p", "call": 1, "op": "x.stat"}
     with pytest.raises(RecordError) as info:
         TraceEvent(**(base | kwargs))
     assert info.value.field == field
@@ -202,30 +207,68 @@ def test_graph_node_ids_are_unique() -> None:
 
 
 def _event(
-    seq: int, t: float, process: str, kind: TraceKind, op: str, outcome: str | None = None
+    seq: int,
+    t: float,
+    process: str,
+    kind: TraceKind,
+    call: int,
+    op: str,
+    outcome: str | None = None,
 ) -> TraceEvent:
-    return TraceEvent(seq=seq, time=t, process=process, kind=kind, op=op, outcome=outcome)
+    return TraceEvent(
+        seq=seq, time=t, process=process, kind=kind, call=call, op=op, outcome=outcome
+    )
 
 
-def test_pair_calls_pairs_by_process_innermost_first() -> None:
+def test_pair_calls_pairs_by_call_id_in_invoke_order() -> None:
     trace = (
-        _event(0, 0, "a", "invoke", "pull"),
-        _event(1, 0, "b", "invoke", "gc"),
-        _event(2, 1, "a", "invoke", "snapshots.stat"),
-        _event(3, 2, "a", "complete", "snapshots.stat", "NotFound"),
-        _event(4, 3, "b", "complete", "gc", "ok"),
+        _event(0, 0, "a", "invoke", 1, "pull"),
+        _event(1, 0, "b", "invoke", 2, "gc"),
+        _event(2, 1, "a", "invoke", 3, "snapshots.stat"),
+        _event(3, 1, "a", "fault", 3, "snapshots.stat", "NotFound"),
+        _event(4, 2, "a", "complete", 3, "snapshots.stat", "NotFound"),
+        _event(5, 3, "main", "complete", 2, "gc", "indeterminate"),  # closed at the run's end
     )
     calls = pair_calls(trace)
-    assert [(c.process, c.op, c.start, c.end, c.outcome) for c in calls] == [
-        ("a", "pull", 0, None, None),
-        ("b", "gc", 0, 3, "ok"),
-        ("a", "snapshots.stat", 1, 2, "NotFound"),
+    assert [(c.call, c.process, c.op, c.start, c.end, c.outcome) for c in calls] == [
+        (1, "a", "pull", 0, None, None),
+        (2, "b", "gc", 0, 3, "indeterminate"),
+        (3, "a", "snapshots.stat", 1, 2, "NotFound"),
     ]
+    assert [(c.invoke_seq, c.complete_seq) for c in calls] == [(0, None), (1, 5), (2, 4)]
 
 
-def test_complete_without_invoke_is_malformed(finding: Finding) -> None:
-    trace = (_event(0, 0, "a", "complete", "gc", "ok"),)
-    with pytest.raises(RecordError, match=r"trace\[0\].op.*no open invoke"):
+@pytest.mark.parametrize(
+    ("events", "words"),
+    [
+        (
+            [(0, "complete", 1, "gc", "ok")],
+            r"trace\[0\].call.*complete of call 1, which is not open",
+        ),
+        (
+            [(0, "invoke", 1, "gc", None), (1, "invoke", 1, "gc", None)],
+            r"trace\[1\].call.*call 1 reused",
+        ),
+        (
+            [(0, "invoke", 1, "gc", None), (1, "complete", 1, "x", "ok")],
+            r"trace\[1\].op.*invoked 'gc', not 'x'",
+        ),
+        (
+            [
+                (0, "invoke", 1, "gc", None),
+                (1, "complete", 1, "gc", "ok"),
+                (2, "complete", 1, "gc", "ok"),
+            ],
+            r"trace\[2\].call.*not open",
+        ),
+        ([(0, "fault", 4, "site", "Unavailable")], r"trace\[0\].call.*call 4 was never invoked"),
+    ],
+)
+def test_malformed_histories_are_refused(
+    finding: Finding, events: list[tuple[int, TraceKind, int, str, str | None]], words: str
+) -> None:
+    trace = tuple(_event(seq, 0, "a", kind, call, op, out) for seq, kind, call, op, out in events)
+    with pytest.raises(RecordError, match=words):
         dataclasses.replace(finding, trace=trace)
 
 
@@ -234,8 +277,8 @@ def test_trace_order_is_checked(
     finding: Finding, seqs: tuple[int, int], times: tuple[float, float]
 ) -> None:
     trace = (
-        _event(seqs[0], times[0], "a", "invoke", "x"),
-        _event(seqs[1], times[1], "b", "invoke", "y"),
+        _event(seqs[0], times[0], "a", "invoke", 1, "x"),
+        _event(seqs[1], times[1], "b", "invoke", 2, "y"),
     )
     with pytest.raises(RecordError, match=r"trace\[1\]"):
         dataclasses.replace(finding, trace=trace)

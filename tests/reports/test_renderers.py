@@ -79,7 +79,8 @@ def test_text_tells_the_story_in_order(finding: Finding) -> None:
     positions = [out.index(h) for h in heads]
     assert positions == sorted(positions)
     assert "parent_reachable_at_prepare broken (implementation: seed)" in out
-    assert "<- content.writer.commit Unavailable [injected]" in out
+    assert '!! fault content.ref_lock(key="layer-sha256:' in out
+    assert "<- content.writer.commit Unavailable (injected): ref " in out
     assert "parent snapshot sha256:" + "1" * 64 + " does not exist: not found" in out
     assert "pull-3  .. snapshots.stat never completed" in out
     assert "content.writer.commit -> Unavailable on hit 1: reached 1x, fired at hit 1" in out
@@ -286,8 +287,16 @@ def test_html_timeline_has_a_lane_per_process_and_marks_faults(finding: Finding)
     assert svg.count('class="call err"') == 2  # the injected Unavailable and the NotFound
     assert svg.count('class="call indet"') == 1  # pull-3's stat never completed
     assert svg.count('class="fault-band"') == 1 and svg.count('fill="url(#tl-hatch)"') == 1
-    assert ">injected Unavailable</text>" in svg
+    assert svg.count('class="fault-mark"') == 1
+    assert ">fault content.ref_lock: Unavailable</text>" in svg
     assert svg.count('class="err-mark"') == 2
+
+
+def test_html_timeline_bands_an_injected_outcome_without_a_fault_event(finding: Finding) -> None:
+    bare = dataclasses.replace(finding, trace=tuple(e for e in finding.trace if e.kind != "fault"))
+    svg = render_html(bare).split('<svg class="timeline"')[1].split("</svg>")[0]
+    assert svg.count('class="fault-band"') == 1 and 'class="fault-mark"' not in svg
+    assert ">injected Unavailable</text>" in svg
 
 
 def test_html_graphs_highlight_the_path_in_both_stages(finding: Finding) -> None:

@@ -18,15 +18,14 @@ read bumps the number after the slash.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.metadata
 import json
-import math
 import platform
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self, TypeAlias
+from typing import Any, ClassVar, Self
 
+from unpacksim.reports.history import Call, TraceEvent, TraceKind, pair_calls
 from unpacksim.reports.jsonform import (
     Fields,
     JSONObject,
@@ -180,128 +179,6 @@ class FaultRule:
             reached=f.integer("reached"),
             fired=f.integers("fired"),
         )
-
-
-TraceKind: TypeAlias = Literal["invoke", "complete"]
-
-
-@dataclass(frozen=True)
-class TraceEvent:
-    """One event of the history: a process invokes an operation, or the operation completes.
-
-    Attributes:
-        seq: the event's position in the history (strictly increasing).
-        time: simulated time in seconds (never decreasing).
-        process: the process (actor or goroutine) making the call (``pull-1/fetch``).
-        kind: ``invoke`` or ``complete``; a complete closes the innermost open invoke of the
-            same process, which must be for the same ``op``.
-        op: the operation (``snapshots.prepare``, ``content.writer.commit``, ``gc.mark``).
-        args: the operation's arguments as JSON data.
-        outcome: None on an invoke; on a complete ``ok``, an errdefs class name
-            (``NotFound``), ``other`` for a non-errdefs error, or ``indeterminate`` when the
-            call's effect is unknown (cancelled mid-flight).
-        injected: the outcome came from a fault site, not from the implementation.
-        message: the error's text (containerd's message, e.g. ``snapshot "x": already
-            exists``); empty when the outcome is ``ok``.
-    """
-
-    seq: int
-    time: float
-    process: str
-    kind: TraceKind
-    op: str
-    args: JSONObject = field(default_factory=dict)
-    outcome: str | None = None
-    injected: bool = False
-    message: str = ""
-
-    def __post_init__(self) -> None:
-        rec = "TraceEvent"
-        require(self.seq >= 0, rec, "seq", f"must not be negative, got {self.seq}")
-        require(math.isfinite(self.time) and self.time >= 0, rec, "time", "must be >= 0")
-        require(bool(self.process), rec, "process", "must not be empty")
-        require(bool(self.op), rec, "op", "must not be empty")
-        kinds = ("invoke", "complete")
-        require(
-            self.kind in kinds, rec, "kind", f"must be 'invoke' or 'complete', got {self.kind!r}"
-        )
-        if self.kind == "invoke":
-            require(self.outcome is None, rec, "outcome", "an invoke has no outcome: use None")
-            require(not self.injected, rec, "injected", "only a complete can be injected")
-        else:
-            require(bool(self.outcome), rec, "outcome", "a complete needs an outcome ('ok', ...)")
-        object.__setattr__(self, "args", json_object(self.args, "args"))
-
-    @classmethod
-    def from_json(cls, data: object, path: str) -> Self:
-        f = Fields(data, path, field_names(cls))
-        return f.build(
-            cls,
-            seq=f.integer("seq"),
-            time=f.number("time"),
-            process=f.text("process"),
-            kind=f.text("kind"),
-            op=f.text("op"),
-            args=f.obj("args"),
-            outcome=f.opt_text("outcome"),
-            injected=f.flag("injected"),
-            message=f.text("message"),
-        )
-
-
-@dataclass(frozen=True)
-class Call:
-    """An invoke paired with its complete (derived from a trace by :func:`pair_calls`).
-
-    ``end``, ``outcome`` and ``complete_seq`` are None when the history ends with the call
-    still open; renderers show such a call as indeterminate.
-    """
-
-    process: str
-    op: str
-    args: JSONObject
-    start: float
-    invoke_seq: int
-    end: float | None = None
-    outcome: str | None = None
-    injected: bool = False
-    message: str = ""
-    complete_seq: int | None = None
-
-
-def pair_calls(trace: tuple[TraceEvent, ...]) -> tuple[Call, ...]:
-    """Pair each invoke with its complete, in invoke order.
-
-    Raises:
-        RecordError: the history is malformed (seq or time out of order, a complete with no
-            open invoke of the same process and op).
-    """
-    open_calls: dict[str, list[int]] = {}
-    calls: list[Call] = []
-    for i, event in enumerate(trace):
-        where = f"[{i}]"
-        if i:
-            before = trace[i - 1]
-            require(event.seq > before.seq, "", f"{where}.seq", "seq must increase")
-            require(event.time >= before.time, "", f"{where}.time", "time went backwards")
-        stack = open_calls.setdefault(event.process, [])
-        if event.kind == "invoke":
-            stack.append(len(calls))
-            calls.append(Call(event.process, event.op, event.args, event.time, event.seq))
-            continue
-        top = calls[stack[-1]] if stack else None
-        if top is None or top.op != event.op:
-            problem = f"complete of {event.op!r} by {event.process!r} has no open invoke"
-            raise RecordError(f"{where}.op", problem)
-        calls[stack.pop()] = dataclasses.replace(
-            top,
-            end=event.time,
-            outcome=event.outcome,
-            injected=event.injected,
-            message=event.message,
-            complete_seq=event.seq,
-        )
-    return tuple(calls)
 
 
 @dataclass(frozen=True)

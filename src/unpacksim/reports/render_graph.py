@@ -81,30 +81,31 @@ def _dot_edge(edge: GraphEdge, ids: tuple[str, str], on_path: bool) -> str:
     return f"{_dot(ids[0])} -> {_dot(ids[1])} {_dot_attrs(attrs)};"
 
 
+def _dot_stage(finding: Finding, graph: GraphData, prefix: str, indent: str) -> list[str]:
+    on_nodes, on_edges = set(finding.path), path_edges(finding.path)
+    lines = [indent + _dot_node(n, prefix + n.id, n.id in on_nodes) for n in graph.nodes]
+    for e in graph.edges:
+        ends = (prefix + e.source, prefix + e.target)
+        lines.append(indent + _dot_edge(e, ends, (e.source, e.target) in on_edges))
+    return lines
+
+
 def render_dot(finding: Finding, which: Which = "both") -> str:
     """The graphs as one DOT ``digraph`` (a cluster per stage when ``which`` is ``both``)."""
-    both = which == "both"
-    on_nodes, on_edges = set(finding.path), path_edges(finding.path)
+    title = {"label": f"{finding.id}: {finding.property.name}", "rankdir": "TB"}
     lines = [
         f"digraph {_dot(finding.id)} {{",
-        f"  graph {_dot_attrs({'label': f'{finding.id}: {finding.property.name}', 'rankdir': 'TB', 'fontname': 'Helvetica'})};",
+        f"  graph {_dot_attrs(title | {'fontname': 'Helvetica'})};",
         '  node [shape="box", fontname="Helvetica", fontsize="10"];',
         '  edge [fontname="Helvetica", fontsize="8"];',
     ]
     for stage, graph in stages(finding, which):
-        prefix = f"{stage}:" if both else ""
-        indent = "    " if both else "  "
-        if both:
-            lines.append(f"  subgraph {_dot('cluster_' + stage)} {{")
-            lines.append(f"    label={_dot(stage)};")
-        lines += [indent + _dot_node(n, prefix + n.id, n.id in on_nodes) for n in graph.nodes]
-        lines += [
-            indent
-            + _dot_edge(e, (prefix + e.source, prefix + e.target), (e.source, e.target) in on_edges)
-            for e in graph.edges
-        ]
-        if both:
-            lines.append("  }")
+        if which != "both":
+            lines += _dot_stage(finding, graph, "", "  ")
+            continue
+        lines += [f"  subgraph {_dot('cluster_' + stage)} {{", f"    label={_dot(stage)};"]
+        lines += _dot_stage(finding, graph, f"{stage}:", "    ")
+        lines.append("  }")
     lines.append("}")
     return "\n".join(lines) + "\n"
 

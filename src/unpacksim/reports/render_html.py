@@ -12,6 +12,8 @@ from __future__ import annotations
 from unpacksim.reports.records import Finding
 from unpacksim.reports.svg import esc, graph_svg, layout_graphs, timeline_svg
 from unpacksim.reports.textutil import (
+    event_outcome,
+    event_text,
     format_args,
     format_rule,
     format_time,
@@ -63,6 +65,7 @@ svg .call rect.hatch { fill: url(#tl-hatch); stroke: var(--fault); stroke-width:
 svg .fault-band { fill: var(--fault); fill-opacity: 0.18; }
 svg .fault-label { fill: #b06000; font-weight: 700; }
 svg .err-mark { fill: var(--err); stroke: #fff; stroke-width: 1; }
+svg .fault-mark { fill: var(--fault); stroke: #b06000; stroke-width: 1; }
 svg .node rect { stroke: #80868b; stroke-width: 1; }
 svg .node.missing rect { stroke-dasharray: 5 3; } svg .node.missing text { fill: var(--muted); }
 svg .node.path rect { stroke: var(--err); stroke-width: 3; }
@@ -165,7 +168,7 @@ def _timeline(finding: Finding) -> str:
             ("background:#d2e3fc;border-color:#1a73e8", "ok"),
             ("background:#fad2cf;border-color:#c5221f", "error"),
             ("background:#eee;border-style:dashed", "never completed"),
-            ("background:#f29900", "injected fault (hatched, shaded band)"),
+            ("background:#f29900", "fault fired (diamond, shaded band); injected outcome hatched"),
         ]
     )
     note = (
@@ -191,7 +194,11 @@ def _graphs(finding: Finding) -> str:
     )
     stages = "".join(
         f"<h3>{stage} ({len(g.nodes)} nodes, {len(g.edges)} references)</h3>"
-        f'<div class="scroll">{graph_svg(g, layout, finding.path, stage)}</div>'
+        + (
+            f'<div class="scroll">{graph_svg(g, layout, finding.path, stage)}</div>'
+            if g.nodes
+            else ""
+        )
         for stage, g in (("before", before), ("after", after))
     )
     return f"<section><h2>Reference graph</h2>{path}{changes}{stages}{legend}</section>"
@@ -231,13 +238,7 @@ def _trace(finding: Finding) -> str:
         cls = ' class="injected"' if e.injected else ""
         if e.outcome not in (None, "ok", "indeterminate"):
             cls = cls or ' class="error"'
-        if e.kind == "invoke":
-            event = f"→ {e.op}({format_args(e.args)})"
-            outcome = ""
-        else:
-            event = f"← {e.op}"
-            outcome = (e.outcome or "") + (" (injected)" if e.injected else "")
-            outcome += f": {e.message}" if e.message else ""
+        event, outcome = event_text(e), event_outcome(e)
         rows.append(
             f"<tr{cls}><td>{e.seq}</td><td>{format_time(e.time)}</td>"
             f'<td><code>{esc(e.process)}</code></td><td class="wrap"><code>{esc(event)}</code></td>'

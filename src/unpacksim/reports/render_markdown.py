@@ -12,6 +12,8 @@ import re
 from unpacksim.reports.records import Finding
 from unpacksim.reports.textutil import (
     clean,
+    event_outcome,
+    event_text,
     format_args,
     format_rule,
     format_time,
@@ -129,14 +131,8 @@ def _faults(finding: Finding) -> str:
 def _trace(finding: Finding) -> str:
     rows = []
     for e in finding.trace:
-        if e.kind == "invoke":
-            event = md_code(f"-> {e.op}({format_args(e.args)})", in_table=True)
-            outcome = ""
-        else:
-            event = md_code(f"<- {e.op}", in_table=True)
-            outcome = md_code(e.outcome or "", in_table=True)
-            outcome += " **injected**" if e.injected else ""
-            outcome += f" {md_code(e.message, in_table=True)}" if e.message else ""
+        event = md_code(event_text(e), in_table=True)
+        outcome = md_code(event_outcome(e), in_table=True)
         process = md_code(e.process, in_table=True)
         rows.append([str(e.seq), format_time(e.time), process, event, outcome])
     return _table(["seq", "time (s)", "process", "event", "outcome"], rows) if rows else "(none)"

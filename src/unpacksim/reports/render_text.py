@@ -12,6 +12,8 @@ import textwrap
 from unpacksim.reports.records import Finding, GraphEdge
 from unpacksim.reports.textutil import (
     clean,
+    event_outcome,
+    event_text,
     format_args,
     format_rule,
     format_time,
@@ -86,12 +88,7 @@ def _trace(finding: Finding) -> list[str]:
     lines = []
     for event in finding.trace:
         head = f"{event.seq:>4}  {format_time(event.time):>10}  {clean(event.process):<{width}}  "
-        if event.kind == "invoke":
-            lines.append(f"{head}-> {clean(event.op)}({clean(format_args(event.args))})")
-            continue
-        injected = " [injected]" if event.injected else ""
-        message = f": {clean(event.message)}" if event.message else ""
-        lines.append(f"{head}<- {clean(event.op)} {clean(event.outcome or '')}{injected}{message}")
+        lines.append(clean(f"{head}{event_text(event)} {event_outcome(event)}".rstrip()))
     lines.extend(
         f"{'':>4}  {'':>10}  {clean(c.process):<{width}}  .. {clean(c.op)} never completed"
         for c in finding.calls()

@@ -8,8 +8,10 @@ Timeline: one lane per process, in order of first appearance.  The x axis is sim
 except that events at one instant are spread out in trace order (a race lives in the order of
 same-instant events, which a linear axis would draw on top of each other); the gaps between
 instants share a fixed width in proportion to their length.  A bar runs from an invoke to its
-complete: blue ok, red error, grey dashed never completed; an injected outcome is hatched and
-labelled, with a shaded band across all lanes at the moment it fired.
+complete: blue ok, red error, grey dashed never completed; an injected outcome is hatched.  A
+fault event is an orange diamond in its lane, labelled, with a shaded band across all lanes at
+the moment it fired (a hand-built trace with injected outcomes but no fault events gets the band
+at the injected complete instead).
 
 Graphs: layered top-down by longest path from the roots (nodes nothing references), in the
 order of the records, with one barycentre pass to reduce crossings.  Both stages share one
@@ -20,13 +22,15 @@ from __future__ import annotations
 
 import html
 import itertools
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from unpacksim.reports.records import Call, Finding, GraphData, GraphEdge, GraphNode
+from unpacksim.reports.records import Call, Finding, GraphData, GraphEdge, GraphNode, TraceEvent
 from unpacksim.reports.render_graph import KIND_COLOURS, OTHER_COLOUR, path_edges
 from unpacksim.reports.textutil import (
     clean,
+    event_outcome,
     format_args,
     format_outcome,
     format_time,
@@ -95,12 +99,41 @@ def timeline_svg(finding: Finding) -> str:
     ]
     parts += _lanes(lanes, width)
     parts += _axis(finding, xs, height)
+    faulted = {e.call for e in finding.trace if e.kind == "fault"}
     for call in finding.calls():
         start = GUTTER + xs[index[call.invoke_seq]]
         stop = GUTTER + (xs[index[call.complete_seq]] if call.complete_seq is not None else end)
-        parts += _bar(call, start, stop, TOP + lanes.index(call.process) * LANE_H, height)
+        lane_y = TOP + lanes.index(call.process) * LANE_H
+        announce = call.injected and call.call not in faulted
+        parts += _bar(call, start, stop, lane_y, height, announce=announce)
+    for event, x in zip(finding.trace, xs, strict=True):  # on top of the bars
+        if event.kind == "fault":
+            parts += _fault(event, GUTTER + x, TOP + lanes.index(event.process) * LANE_H, height)
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _band(x: float, height: float, title: str) -> str:
+    """A shaded band across every lane at the moment a fault fired."""
+    return (
+        f'<rect class="fault-band" x="{_num(x - 3)}" y="{TOP}" width="6" '
+        f'height="{_num(height - TOP)}"><title>{esc(title)}</title></rect>'
+    )
+
+
+def _fault(event: TraceEvent, x: float, lane_y: float, height: float) -> list[str]:
+    """A fault event: a band, a diamond in its lane, and what the site produced."""
+    title = f"fault {event.op} fired in {event.process}: {event_outcome(event)}"
+    if event.args:
+        title += f" ({format_args(event.args)})"
+    y = lane_y + LANE_H / 2
+    diamond = f"M{_num(x)},{_num(y - 6)} l6,6 l-6,6 l-6,-6 z"
+    return [
+        _band(x, height, title),
+        f'<g class="fault"><title>{esc(title)}</title><path class="fault-mark" d="{diamond}"/>'
+        f'<text class="fault-label" x="{_num(x + 8)}" y="{_num(lane_y + 8)}">'
+        f"fault {esc(shorten(event.op, LABEL_CHARS))}: {esc(event.outcome or '')}</text></g>",
+    ]
 
 
 def _lanes(lanes: list[str], width: float) -> list[str]:
@@ -138,7 +171,10 @@ def _axis(finding: Finding, xs: list[float], height: float) -> list[str]:
     return parts
 
 
-def _bar(call: Call, start: float, stop: float, lane_y: float, height: float) -> list[str]:
+def _bar(
+    call: Call, start: float, stop: float, lane_y: float, height: float, *, announce: bool
+) -> list[str]:
+    """One call's bar; ``announce`` draws its injected outcome's band (no fault event did)."""
     state = "err" if is_error(call) else ("ok" if call.outcome == "ok" else "indet")
     y = lane_y + (LANE_H - BAR_H) / 2
     w = max(stop - start, 4.0)
@@ -147,16 +183,11 @@ def _bar(call: Call, start: float, stop: float, lane_y: float, height: float) ->
     detail += f"{format_time(call.end)}s" if call.end is not None else "the end of the run"
     detail += f": {format_outcome(call)}" + (f": {call.message}" if call.message else "")
     box = f'x="{_num(start)}" y="{_num(y)}" width="{_num(w)}" height="{BAR_H}"'
-    parts = []
-    if call.injected:
-        parts.append(
-            f'<rect class="fault-band" x="{_num(stop - 3)}" y="{TOP}" width="6" '
-            f'height="{_num(height - TOP)}"><title>fault injected: {esc(format_outcome(call))}'
-            "</title></rect>"
-        )
+    parts = [_band(stop, height, f"fault injected: {format_outcome(call)}")] if announce else []
     parts.append(f'<g class="call {state}"><title>{esc(detail)}</title><rect {box} rx="3"/>')
     if call.injected:
         parts.append(f'<rect class="hatch" {box} rx="3" fill="url(#tl-hatch)"/>')
+    if announce:
         parts.append(
             f'<text class="fault-label" x="{_num(stop + 4)}" y="{_num(y - 2)}">'
             f"injected {esc(call.outcome or '')}</text>"
@@ -233,9 +264,9 @@ def _depths(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
         indegree[t] += 1
         children[s].append(t)
     depth = dict.fromkeys(nodes, 0)
-    ready = [n for n in nodes if indegree[n] == 0]
+    ready = deque(n for n in nodes if indegree[n] == 0)
     while ready:
-        node = ready.pop(0)
+        node = ready.popleft()
         for child in children[node]:
             depth[child] = max(depth[child], depth[node] + 1)
             indegree[child] -= 1

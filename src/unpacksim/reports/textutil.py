@@ -13,11 +13,21 @@ import unicodedata
 from dataclasses import dataclass
 
 from unpacksim.reports.jsonform import JSONValue
-from unpacksim.reports.records import Call, FaultRule, Finding, GraphData, GraphEdge, GraphNode
+from unpacksim.reports.records import (
+    Call,
+    FaultRule,
+    Finding,
+    GraphData,
+    GraphEdge,
+    GraphNode,
+    TraceEvent,
+)
 
 __all__ = [
     "GraphDiff",
     "clean",
+    "event_outcome",
+    "event_text",
     "format_args",
     "format_outcome",
     "format_rule",
@@ -75,6 +85,23 @@ def format_outcome(call: Call) -> str:
     if call.outcome is None:
         return "indeterminate (never completed)"
     return f"{call.outcome} (injected)" if call.injected else call.outcome
+
+
+def event_text(event: TraceEvent) -> str:
+    """``-> op(args)`` for an invoke, ``<- op`` for a complete, ``!! fault site(args)``."""
+    if event.kind == "complete":
+        return f"<- {event.op}"
+    call = f"{event.op}({format_args(event.args)})"
+    return f"-> {call}" if event.kind == "invoke" else f"!! fault {call}"
+
+
+def event_outcome(event: TraceEvent) -> str:
+    """``NotFound (injected): message`` for a complete or a fault; "" for an invoke."""
+    if event.kind == "invoke":
+        return ""
+    injected = " (injected)" if event.injected and event.kind == "complete" else ""
+    message = f": {event.message}" if event.message else ""
+    return f"{event.outcome}{injected}{message}"
 
 
 def is_error(call: Call) -> bool:

@@ -28,6 +28,7 @@ everywhere else pick 0.  No whitespace inside.
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -128,8 +129,14 @@ class BaseChooser:
     """
 
     def __init__(self) -> None:
-        self.decisions = 0
-        self._picks: list[tuple[int, int]] = []
+        # One entry per decision: the index picked (compact, and cheap on the hot path).
+        self._choices = array("I")
+        self._log = self._choices.append
+
+    @property
+    def decisions(self) -> int:
+        """How many questions with more than one option were answered so far."""
+        return len(self._choices)
 
     def choose(self, n: int, kind: str = "") -> int:
         """An index in ``range(n)`` (0 = FIFO); ``n == 1`` is answered 0 and not counted."""
@@ -159,9 +166,7 @@ class BaseChooser:
             raise SimUsageError(
                 f"{type(self).__name__} answered {i} to a question with {n} options ({kind})"
             )
-        if i:
-            self._picks.append((self.decisions, i))
-        self.decisions += 1
+        self._log(i)
 
     def _pick(self, n: int, kind: str) -> int:
         raise NotImplementedError
@@ -172,12 +177,12 @@ class BaseChooser:
     @property
     def schedule(self) -> str:
         """The non-FIFO decisions so far (see the module's grammar)."""
-        return format_schedule(self._picks)
+        return format_schedule([(d, c) for d, c in enumerate(self._choices) if c])
 
     @property
     def non_fifo(self) -> int:
         """How many decisions so far picked something other than 0."""
-        return len(self._picks)
+        return sum(1 for c in self._choices if c)
 
 
 class FifoChooser(BaseChooser):
@@ -186,7 +191,7 @@ class FifoChooser(BaseChooser):
     def choose(self, n: int, kind: str = "") -> int:
         if n <= 1:
             return super().choose(n, kind)
-        self.decisions += 1
+        self._log(0)
         return 0
 
     def _pick(self, n: int, kind: str) -> int:
@@ -206,9 +211,7 @@ class RandomChooser(BaseChooser):
         if n <= 1:
             return super().choose(n, kind)
         i = int(self._random() * n)
-        if i:
-            self._picks.append((self.decisions, i))
-        self.decisions += 1
+        self._log(i)
         return i
 
     def _pick(self, n: int, kind: str) -> int:

@@ -122,6 +122,8 @@ class Environment(simpy.Environment):
         if getattr(self.chooser, "wants_owners", False):
             self._choose_owner = self.chooser.choose_owner  # type: ignore[attr-defined]
         self._batch: list[tuple[SimTime, EventPriority, int, simpy.Event]] = []
+        self._batch_time: SimTime = initial_time
+        self._batch_priority: EventPriority = EventPriority(1)
         self.trace = Trace(now=lambda: float(self._now), process=self.process_name)
         self.failures: list[GoroutineFailure] = []
         self.clock = SimClock(self)
@@ -233,10 +235,21 @@ class Environment(simpy.Environment):
             EmptySchedule: no event is left.
         """
         queue = self._queue
-        if self._batch:
-            event = self._from_batch()
-            if event is None:
-                return
+        batch = self._batch
+        if batch:
+            n = len(batch)
+            if (
+                n > 1
+                and self._choose_owner is None
+                and not (queue and queue[0][0] == self._batch_time)
+            ):
+                # The batch goes on and nothing joined it: just ask the chooser.
+                event = batch.pop(self._choose(n, "event"))[3]
+            else:
+                picked = self._from_batch()
+                if picked is None:
+                    return
+                event = picked
         else:
             tied = False
             n = len(queue)
@@ -250,9 +263,10 @@ class Environment(simpy.Environment):
                     peer = queue[2]
                     tied = peer[0] == t and peer[1] == p
             if tied:
-                event = self._from_batch()
-                if event is None:
+                picked = self._from_batch()
+                if picked is None:
                     return
+                event = picked
             else:
                 try:
                     self._now, _, _, event = heappop(queue)
@@ -278,25 +292,21 @@ class Environment(simpy.Environment):
         Returns None if every event that joined was one nobody waits on (processed here).
         """
         queue, batch = self._queue, self._batch
-        if batch and queue:
-            head = queue[0]
-            if head[0] == batch[0][0] and head[1] < batch[0][1]:
+        if batch and queue and queue[0][0] == self._batch_time:
+            if queue[0][1] < self._batch_priority:
                 # A more urgent event arrived at this instant: it goes first, as in SimPy.
                 for entry in batch:
                     heappush(queue, entry)
                 batch.clear()
+            elif queue[0][1] == self._batch_priority:
+                self._absorb()
         if not batch:
             if not queue:
                 raise EmptySchedule
-            self._now = queue[0][0]
-        t, p = (batch[0][0], batch[0][1]) if batch else (queue[0][0], queue[0][1])
-        while queue and queue[0][0] == t and queue[0][1] == p:
-            entry = heappop(queue)
-            event = entry[3]
-            if not event.callbacks and (event._ok or hasattr(event, "_defused")):
-                event.callbacks = None  # type: ignore[assignment]  # nobody waits: no-op
-            else:
-                batch.append(entry)
+            head = queue[0]
+            self._now = self._batch_time = head[0]
+            self._batch_priority = head[1]
+            self._absorb()
         n = len(batch)
         if n == 0:
             return None
@@ -305,6 +315,18 @@ class Environment(simpy.Environment):
         if self._choose_owner is not None:
             return batch.pop(self._choose_owner([self._owner(e[3]) for e in batch], "event"))[3]
         return batch.pop(self._choose(n, "event"))[3]
+
+    def _absorb(self) -> None:
+        """Move the queue's events of the batch's time and priority into the batch."""
+        queue, batch = self._queue, self._batch
+        t, p = self._batch_time, self._batch_priority
+        while queue and queue[0][0] == t and queue[0][1] == p:
+            entry = heappop(queue)
+            event = entry[3]
+            if not event.callbacks and (event._ok or hasattr(event, "_defused")):
+                event.callbacks = None  # type: ignore[assignment]  # nobody waits: no-op
+            else:
+                batch.append(entry)
 
     def _owner(self, event: simpy.Event, depth: int = 0) -> str:
         """The name of the process an event resumes ("" if none), for PCT."""

@@ -188,8 +188,9 @@ class Services:
             if site is not None:
                 self.env.faults.check(site, key=key, detail=detail)
             result = yield from body()
-        except GeneratorExit:
-            trace.complete(call, INDETERMINATE)
+        except GeneratorExit:  # the process was closed mid-call: nobody knows the outcome
+            if trace.is_open(call):
+                trace.complete(call, INDETERMINATE)
             raise
         except BaseException as exc:
             trace.complete_error(call, exc)

@@ -198,6 +198,10 @@ class Trace:
             error=error,
         )
 
+    def is_open(self, call: int) -> bool:
+        """Whether call ``call`` was invoked and has not completed."""
+        return call in self._open
+
     def open_calls(self) -> list[TraceEvent]:
         """The invoke events of calls that have not completed, oldest first."""
         return list(self._open.values())

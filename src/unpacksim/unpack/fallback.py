@@ -12,6 +12,7 @@ which deletes the label).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,9 @@ __all__ = ["image_unpack", "manifest_for"]
 Proc = Generator[Any, Any, Any]
 
 
-def image_unpack(session: Session, ctx: Context, target: Descriptor, matcher: MatchComparer) -> Proc:
+def image_unpack(
+    session: Session, ctx: Context, target: Descriptor, matcher: MatchComparer
+) -> Proc:
     """``image.Unpack(ctx, snapshotter)`` (the Pull already holds a lease, so no new one)."""
     world = session.world
     manifest = yield from manifest_for(session, ctx, target, matcher)  # getLayers
@@ -96,7 +99,9 @@ def manifest_for(
                 for d in doc.get("manifests") or []
                 if "platform" not in d or matcher.match(parse_descriptor(d).platform or Platform())
             ]
-            found.sort(key=lambda d: (1, 0) if d.platform is None else (0, matcher.rank(d.platform)))
+            found.sort(
+                key=lambda d: (1, 0) if d.platform is None else (0, matcher.rank(d.platform))
+            )
             pending = found[:1] + pending
             continue
         raise NotFound(f"unexpected media type {desc.media_type} for {desc.digest}")
@@ -160,10 +165,8 @@ def _apply_layers(
         except NotFound as exc:
             if len(layers) <= 1:
                 raise wrap(exc, f"failed to prepare extraction snapshot {go_quote(key)}") from None
-            try:
+            with contextlib.suppress(AlreadyExists):
                 yield from _apply_layers(session, ctx, sn, layers[:-1], chain[:-1])
-            except AlreadyExists:
-                pass
             layers = []  # do not try applying the lower layers again
         except AlreadyExists:
             continue  # try a different key
@@ -171,11 +174,10 @@ def _apply_layers(
             raise wrap(exc, f"failed to prepare extraction snapshot {go_quote(key)}") from None
     try:
         yield from _apply_and_commit(session, ctx, sn, blob, chain[-1], key, top, mounts)
-    except BaseException:
-        try:  # deferred cleanup on error: Remove the key, errors only logged
+    except Exception:
+        # deferred cleanup on error: Remove the key; its error is only logged
+        with contextlib.suppress(ContainerdError):
             yield from sn.remove(ctx, key)
-        except ContainerdError:
-            pass
         raise
 
 

@@ -25,6 +25,8 @@ from unpacksim.model.oci import (
     is_layer_type,
     is_manifest_type,
 )
+from unpacksim.sim.choose import choose_int
+from unpacksim.sim.go import sleep
 from unpacksim.unpack.goerrors import GoError, wrap
 from unpacksim.unpack.handlers import Handler, HandlerProcess
 from unpacksim.unpack.unpacker import go_quote
@@ -132,17 +134,12 @@ def open_writer(world: World, ctx: Context, ref: str, desc: Descriptor) -> Proc:
         try:
             return (yield from world.content.writer(ctx, ref=ref, desc=desc))
         except Unavailable as exc:
-            delay_ms = world.env.chooser.choose(retry, "content.open_writer.backoff")
-            timed_out = yield from _sleep_or_done(world, ctx, delay_ms / 1000.0)
-            if not timed_out:
+            # time.After(rand.Intn(retry) ms), drawn through the chooser (0 is the FIFO answer)
+            delay_ms = choose_int(world.env.chooser, 0, retry - 1, "content.open_writer.backoff")
+            if not (yield from sleep(ctx, delay_ms / 1000.0)):
                 raise exc from None
             if retry < 2048:
                 retry <<= 1
-
-
-def _sleep_or_done(world: World, ctx: Context, seconds: float) -> Generator[Any, Any, bool]:
-    """Wait ``seconds`` or until ``ctx`` is done; True if the timer fired."""
-    raise NotImplementedError  # bound to the sim once it lands
 
 
 # --- distribution source label (remotes/docker/handler.go) ----------------------------------

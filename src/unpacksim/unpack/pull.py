@@ -194,9 +194,7 @@ def fetch(
     children = filter_platforms(children, matcher)
     if limit > 0:
         children = limit_manifests(children, matcher, limit)
-    handler = handlers(
-        fetch_handler(world), children, distribution_source_handler(world, ref)
-    )
+    handler = handlers(fetch_handler(world), children, distribution_source_handler(world, ref))
     if wrapper is not None:
         handler = wrapper(handler)
     limiter = None

@@ -34,7 +34,8 @@ from unpacksim.model.labels import (
     snapshot_gc_label,
 )
 from unpacksim.model.oci import Descriptor, is_config_type, is_layer_type, is_manifest_type
-from unpacksim.sim.go import Channel, ErrGroup, Semaphore, go
+from unpacksim.sim.context import background
+from unpacksim.sim.go import Channel, ErrGroup, Recv, Semaphore, go, select
 from unpacksim.unpack.eras import DiscardMode
 from unpacksim.unpack.goerrors import ErrSkipDesc, GoError, wrap
 from unpacksim.unpack.handlers import Handler, HandlerProcess
@@ -44,7 +45,7 @@ from unpacksim.unpack.session import Session
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context
 
-__all__ = ["Unpacker", "go_quote"]
+__all__ = ["Unpacker", "cleanup_context", "go_quote"]
 
 Proc = Generator[Any, Any, Any]
 
@@ -197,7 +198,9 @@ class Unpacker:
             return self.era.discard_mode
         return self.era.discard_mechanism
 
-    def _discard_content(self, ctx: Context, manifest: Descriptor, layers: list[Descriptor]) -> Proc:
+    def _discard_content(
+        self, ctx: Context, manifest: Descriptor, layers: list[Descriptor]
+    ) -> Proc:
         # L250-L272 (seed only): blank the manifest's content labels that name a layer.
         content = self.session.world.content
         layer_digests = {d.digest for d in layers}
@@ -213,7 +216,12 @@ class Unpacker:
     # --- fetch (L288-L316) -----------------------------------------------------------------
 
     def fetch_layers(
-        self, ctx: Context, h: Handler, layers: list[Descriptor], done: list[Channel], log: UnpackLog
+        self,
+        ctx: Context,
+        h: Handler,
+        layers: list[Descriptor],
+        done: list[Channel],
+        log: UnpackLog,
     ) -> Proc:
         """``unpacker.fetch``: every layer in an errgroup; close ``done[i]`` when fetched.
 
@@ -276,8 +284,15 @@ class Unpacker:
         return lambda: suppressor.unlock(key)
 
 
-def _noop() -> None:
+def _noop(*_: object) -> None:
     return None
+
+
+def cleanup_context(ctx: Context) -> tuple[Context, Callable[..., None]]:
+    """``cleanup.Do``'s context (b550526cc): the namespace and lease of ``ctx`` without its
+    cancellation, with a 10 second timeout.  Returns the context and its cancel function."""
+    detached = background(ctx.env, ctx.namespace).with_lease(ctx.lease)
+    return detached.with_timeout(10.0)
 
 
 @dataclass
@@ -385,7 +400,8 @@ class _LayerRun:
                 continue  # "extraction snapshot already exists, chain id not found"
             except ContainerdError as exc:
                 self.log.prepare_attempts.append((self.chain_id, self.key, type(exc).__name__))
-                raise wrap(exc, f"failed to prepare extraction snapshot {go_quote(self.key)}")
+                prefix = f"failed to prepare extraction snapshot {go_quote(self.key)}"
+                raise wrap(exc, prefix) from None
             self.log.prepare_attempts.append((self.chain_id, self.key, "ok"))
             self.log.prepared.append((self.chain_id, self.key))
             return mounts
@@ -398,14 +414,16 @@ class _LayerRun:
 
     # Step: abort (L174-L179): Remove the key; errors are only logged.
     def abort(self) -> Proc:
-        ctx = self.ctx
+        ctx, stop = self.ctx, _noop
         if self.era.cleanup_ctx_detached:
-            ctx = self.ctx.cleanup()  # cleanup.Do: values kept, cancellation dropped
+            ctx, stop = cleanup_context(self.ctx)
         outcome = "ok"
         try:
             yield from self.sn.remove(ctx, self.key)
         except ContainerdError as exc:
             outcome = type(exc).__name__  # log.G(ctx).Errorf("failed to cleanup %q", key)
+        finally:
+            stop()
         self.log.aborted.append(AbortRecord(self.key, self.chain_id, outcome))
 
     # Step: lazy fetch start, once per unpack (L181-L197).
@@ -424,7 +442,9 @@ class _LayerRun:
             name=f"{self.u.session.name}/unpack-fetch",
         )
 
-    def _fetch_goroutine(self, fetch_err: Channel, done: list[Channel], todo: list[Descriptor]) -> Proc:
+    def _fetch_goroutine(
+        self, fetch_err: Channel, done: list[Channel], todo: list[Descriptor]
+    ) -> Proc:
         err = yield from self.u.fetch_layers(self.ctx, self.h, todo, done, self.log)
         if err is not None:
             yield from fetch_err.send(err)
@@ -486,4 +506,9 @@ def _select_layer(ctx: Context, fetch_err: Channel, done: Channel) -> Proc:
 
     Returns ``("ctx", None)``, ``("err", error or None)`` or ``("done", None)``.
     """
-    raise NotImplementedError  # bound to the sim's select once it lands
+    chosen = yield from select(ctx, [Recv(fetch_err), Recv(done)])
+    if chosen.done:
+        return "ctx", None
+    if chosen.index == 0:
+        return "err", chosen.value
+    return "done", None
