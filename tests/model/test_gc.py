@@ -65,9 +65,7 @@ class Builder:
     def content(self, ns: str, digest: str, labels: dict[str, str] | None = None) -> None:
         self.db.namespace(ns).content[digest] = BlobRecord(digest, 256, dict(labels or {}))
 
-    def ingest(
-        self, ns: str, ref: str, expected: str = "", expire_at: float | None = None
-    ) -> None:
+    def ingest(self, ns: str, ref: str, expected: str = "", expire_at: float | None = None) -> None:
         record = IngestRecord(ref, f"{ns}-{ref}", expected=expected, expire_at=expire_at)
         self.db.namespace(ns).ingests[ref] = record
 

@@ -5,6 +5,7 @@ with the model's mark on thousands of generated states (Hypothesis).
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import networkx as nx
 from hypothesis import given
@@ -356,7 +357,7 @@ expiry_st = st.sampled_from([None, -10.0, 3600.0])
 op_st = st.one_of(
     st.tuples(st.just("blob"), ns_st, st.sampled_from(DIGESTS), labels_st),
     st.tuples(st.just("snapshot"), ns_st, sn_st, st.sampled_from(NAMES),
-              st.sampled_from(("",) + NAMES), st.sampled_from(list(Kind)), labels_st),
+              st.sampled_from(("", *NAMES)), st.sampled_from(list(Kind)), labels_st),
     st.tuples(st.just("lease"), ns_st, st.sampled_from(LEASES), expiry_st, st.booleans(),
               resource_st),
     st.tuples(st.just("hold"), ns_st, st.sampled_from(LEASES), st.booleans(),
@@ -366,7 +367,7 @@ op_st = st.one_of(
     st.tuples(st.just("container"), ns_st, st.sampled_from(("", "overlay")),
               st.sampled_from(NAMES), labels_st),
     st.tuples(st.just("ingest"), ns_st, st.sampled_from(("r1", "r2")),
-              st.sampled_from(("",) + DIGESTS), expiry_st),
+              st.sampled_from(("", *DIGESTS)), expiry_st),
     st.tuples(st.just("delete"), ns_st, st.sampled_from(["image", "lease", "container"]),
               st.sampled_from(("i1", "i2", "c", "l1", "l2"))),
     st.tuples(st.just("advance"), st.sampled_from([1.0, 7200.0])),
@@ -376,51 +377,54 @@ op_st = st.one_of(
 )  # fmt: skip
 
 
-def _apply(w: World, op: tuple[object, ...]) -> None:
+def _apply(w: World, op: tuple[Any, ...]) -> None:
+    """Apply one generated op to the world (collection ops are the Checker's)."""
     name, *args = op
     now = w.clock.now()
     if name == "blob":
         ns, digest, labels = args
-        w.blob(str(ns), str(digest), dict(labels))  # type: ignore[call-overload]
+        w.blob(ns, digest, labels)
     elif name == "snapshot":
         ns, sn, key, parent, kind, labels = args
-        records = w.db.namespace(str(ns)).snapshotter(str(sn))
-        if key not in records:  # containerd refuses an existing key
-            w.snapshot(str(ns), str(sn), str(key), str(parent), kind, dict(labels))  # type: ignore[arg-type, call-overload]
+        if key not in w.db.namespace(ns).snapshotter(sn):  # containerd refuses an existing key
+            w.snapshot(ns, sn, key, parent, kind, labels)
     elif name == "lease":
         ns, lid, expiry, flat, (rtype, rid) = args
-        space = w.db.namespace(str(ns))
-        lease = space.leases.setdefault(str(lid), LeaseRecord(str(lid)))
+        lease = w.db.namespace(ns).leases.setdefault(lid, LeaseRecord(lid))
         if expiry is not None:
-            lease.labels["containerd.io/gc.expire"] = format_rfc3339(now + float(expiry))  # type: ignore[arg-type]
+            lease.labels["containerd.io/gc.expire"] = format_rfc3339(now + expiry)
         if flat:
             lease.labels["containerd.io/gc.flat"] = "yes"
-        lease.resources[(str(rtype), str(rid))] = None
+        lease.resources[(rtype, rid)] = None
     elif name == "hold":  # a lease on an existing snapshot, the way unpack leases them
-        ns, lid, flat, index = args
-        _hold(w, str(ns), str(lid), bool(flat), int(index))  # type: ignore[call-overload]
+        _hold(w, *args)
     elif name == "image":
-        ns, image, target, labels = args
-        w.image(str(ns), str(image), str(target), dict(labels))  # type: ignore[call-overload]
+        w.image(*args)
     elif name == "container":
         ns, sn, key, labels = args
-        container = ContainerRecord("c", str(sn), str(key), labels=dict(labels))  # type: ignore[call-overload]
-        w.db.namespace(str(ns)).containers["c"] = container
+        w.db.namespace(ns).containers["c"] = ContainerRecord("c", sn, key, labels=labels)
     elif name == "ingest":
         ns, ref, expected, expiry = args
-        expire_at = None if expiry is None else now + float(expiry)  # type: ignore[arg-type]
-        ingest = IngestRecord(str(ref), f"{ns}-{ref}", str(expected), expire_at)
-        w.db.namespace(str(ns)).ingests[str(ref)] = ingest
+        expire_at = None if expiry is None else now + expiry
+        ingest = IngestRecord(ref, f"{ns}-{ref}", expected, expire_at)
+        w.db.namespace(ns).ingests[ref] = ingest
         if not expected:
             w.content.ingests[ingest.backend_ref] = None
     elif name == "delete":
-        ns, kind, key = args
-        space = w.db.namespace(str(ns))
-        table = {"image": space.images, "lease": space.leases, "container": space.containers}
-        if table[str(kind)].pop(str(key), None) is not None:  # type: ignore[attr-defined]
-            w.db.mark_dirty()
+        _delete(w, *args)
     elif name == "advance":
-        w.clock.advance(float(args[0]))  # type: ignore[arg-type]
+        w.clock.advance(args[0])
+
+
+def _delete(w: World, ns: str, kind: str, key: str) -> None:
+    space = w.db.namespace(ns)
+    table: dict[str, Any] = {
+        "image": space.images,
+        "lease": space.leases,
+        "container": space.containers,
+    }
+    if table[kind].pop(key, None) is not None:
+        w.db.mark_dirty()
 
 
 def _hold(w: World, ns: str, lid: str, flat: bool, index: int) -> None:
@@ -448,7 +452,7 @@ class Checker:
         self.pending: gc.BackendTargets | None = None
         self.states = 0
 
-    def step(self, op: tuple[object, ...]) -> None:
+    def step(self, op: tuple[Any, ...]) -> None:
         if op[0] in ("collect", "sweep_metadata") and self.pending is not None:
             # containerd runs one collection at a time: GarbageCollect returns only after
             # its backend sweeps, so the next one starts after them.
@@ -501,7 +505,7 @@ def networkx_reachable(graph: nx.MultiDiGraph) -> set[str]:
 
 
 @given(st.lists(op_st, min_size=15, max_size=40))
-def test_gc_oracle_agrees_on_generated_states(ops: list[tuple[object, ...]]) -> None:
+def test_gc_oracle_agrees_on_generated_states(ops: list[tuple[Any, ...]]) -> None:
     """About 20 states per example (after every op), so thousands per run."""
     checker = Checker()
     for op in ops:

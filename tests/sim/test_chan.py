@@ -209,4 +209,6 @@ def test_select_default_and_blocked_deadlock_report() -> None:
     outcome = run(env)
     assert taken == [Selected(DEFAULT, None, False)]
     assert outcome.name == "deadlock"
-    assert [(b.name, b.waits_on) for b in outcome.blocked] == [("main", "select(ctx.done, recv nothing)")]
+    assert [(b.name, b.waits_on) for b in outcome.blocked] == [
+        ("main", "select(ctx.done, recv nothing)")
+    ]

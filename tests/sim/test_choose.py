@@ -101,9 +101,7 @@ def _first_two_winners(chooser: PCTChooser) -> tuple[str, str]:
 
 def test_pct_change_point_preempts_the_running_process() -> None:
     # depth 1: no change point, the same process wins both decisions for every seed.
-    assert all(
-        w0 == w1 for w0, w1 in (_first_two_winners(PCTChooser(s, 1, 2)) for s in range(20))
-    )
+    assert all(w0 == w1 for w0, w1 in (_first_two_winners(PCTChooser(s, 1, 2)) for s in range(20)))
     # depth 2: one change point at decision 0 or 1; at 1 it preempts the winner of 0.
     pairs = [_first_two_winners(PCTChooser(s, 2, 2)) for s in range(20)]
     assert any(w0 != w1 for w0, w1 in pairs)

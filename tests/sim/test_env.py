@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import pytest
@@ -14,13 +14,6 @@ from unpacksim.sim.errors import SimUsageError
 from unpacksim.sim.go import go
 
 Log = list[tuple[float, str]]
-
-
-class LastChooser(BaseChooser):
-    """Always the last option: the opposite of FIFO."""
-
-    def _pick(self, n: int, kind: str) -> int:
-        return n - 1
 
 
 class OwnerSpy(BaseChooser):
@@ -191,9 +184,9 @@ def test_misuse_of_process_is_explained() -> None:
     def gen() -> Generator[simpy.Event, Any, None]:
         yield env.timeout(1)
 
-    fn: Callable[..., Any] = gen
+    not_a_generator: Any = gen  # the function, not gen()
     with pytest.raises(SimUsageError, match="not a generator"):
-        go(env, fn, name="x")
+        go(env, not_a_generator, name="x")
 
 
 def test_clock_follows_simulated_time() -> None:

@@ -33,7 +33,9 @@ def test_call_is_invoke_latency_atomic_step_complete() -> None:
 
     def main() -> Gen:
         ctx = background(env)
-        got.append((yield from services.call(ctx, "content.info", lambda: store["a"], args={"key": "a"})))
+        got.append(
+            (yield from services.call(ctx, "content.info", lambda: store["a"], args={"key": "a"}))
+        )
 
     go(env, main(), name="pull")
     run(env).raise_for_failure()
@@ -191,11 +193,16 @@ def test_hooked_effect_site_runs_its_work_before_the_call_proceeds() -> None:
         yield env.timeout(1)
         services.lock.unlock()
 
-    services.add_hook("gc.run", lambda ctx, op: go(env, collect(), name="gc") and None)
+    def start_gc(ctx: Context, op: str) -> None:
+        go(env, collect(), name="gc")
+
+    services.add_hook("gc.run", start_gc)
 
     def pull(ctx: Context) -> Gen:
         yield from services.call(ctx, "snapshots.stat", lambda: order.append("stat"))
-        yield from services.call(ctx, "snapshots.prepare", lambda: order.append("prepare"), write=True)
+        yield from services.call(
+            ctx, "snapshots.prepare", lambda: order.append("prepare"), write=True
+        )
 
     go(env, pull(background(env)), name="pull")
     run(env).raise_for_failure()

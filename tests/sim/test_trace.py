@@ -56,7 +56,10 @@ def test_canonical_lines_have_sorted_keys_and_no_spaces() -> None:
         "time": 0.0,
         "type": "invoke",
     }
-    assert json.loads(lines[2])["args"] == {"desc": {"digest": "sha256:y", "size": 3}, "kind": "active"}
+    assert json.loads(lines[2])["args"] == {
+        "desc": {"digest": "sha256:y", "size": 3},
+        "kind": "active",
+    }
     fault = json.loads(lines[3])
     assert (fault["type"], fault["call"], fault["injected"]) == ("fault", 2, True)
 
@@ -99,7 +102,10 @@ def test_complete_error_and_indeterminate() -> None:
 
 
 def test_arguments_without_a_deterministic_form_are_refused() -> None:
-    assert canonical({"s": frozenset({"b", "a"}), "b": b"xyz"}) == {"s": ["a", "b"], "b": "<3 bytes>"}
+    assert canonical({"s": frozenset({"b", "a"}), "b": b"xyz"}) == {
+        "s": ["a", "b"],
+        "b": "<3 bytes>",
+    }
     with pytest.raises(SimUsageError, match="no deterministic JSON form"):
         Trace().invoke("op", {"x": object()})
     with pytest.raises(SimUsageError, match="finite"):

@@ -14,7 +14,10 @@ containerd collects in two phases, and the simulator may run other work between 
    :func:`sweep_snapshot_backend`), after the write lock is released.  containerd runs each
    dirty backend's cleanup in its own goroutine, under that store's own lock.
 
-:func:`collect` runs the three steps in order, as ``DB.GarbageCollect`` does.
+:func:`collect` runs the three steps in order, as ``DB.GarbageCollect`` does.  Collections do
+not overlap in containerd (``GarbageCollect`` returns only after its backend sweeps, and the
+scheduler runs one at a time), so the next :func:`mark` must wait for the previous backend
+sweep: the targets of a metadata sweep are cleared from the DB and exist only in its report.
 
 Iteration follows bolt: namespaces and keys in byte order (sorted), so roots, references and
 removals come out in the order containerd produces them.  Expiry compares against

@@ -84,6 +84,9 @@ _CONTENT_LABEL = re.compile(r"containerd\.io/gc\.ref\.content(?:[./].*)?", re.DO
 _SNAPSHOT_LABEL = re.compile(r"containerd\.io/gc\.ref\.snapshot\.([^/]*)(?:/.*)?", re.DOTALL)
 
 
+_GC_EDGES = frozenset(GC_EDGE_KINDS)
+
+
 def content_id(namespace: str, digest: str) -> str:
     return f"content:{namespace}:{digest}"
 
@@ -151,18 +154,16 @@ class _Builder:
     def __init__(self, db: DB, backends: bool) -> None:
         self.db = db
         self.now = db.now()
-        content_backend = backends and db.content_backend is not None
-        snapshot_backends = sorted(db.snapshot_backends) if backends else []
+        self.content_backend = backends and db.content_backend is not None
+        self.snapshot_backends = dict(db.snapshot_backends) if backends else {}
         # Which backends this graph observed, so checks know what absence means.
         self.graph = nx.MultiDiGraph(
             now=self.now,
-            content_backend=content_backend,
-            snapshot_backends=",".join(snapshot_backends),
+            content_backend=self.content_backend,
+            snapshot_backends=",".join(sorted(self.snapshot_backends)),
         )
         self.nodes: dict[str, dict[str, Any]] = {}
         self.edges: list[_Edge] = []
-        self.content_backend = backends and db.content_backend is not None
-        self.snapshot_backends = db.snapshot_backends if backends else {}
 
     def add(self, kind: str, namespace: str, key: str, root_reason: str, **attrs: Any) -> str:
         nid = _node_id(kind, namespace, key)
@@ -223,9 +224,17 @@ def _add_content(b: _Builder, ns: NamespaceRecord) -> None:
 def _add_snapshot(b: _Builder, ns: str, snapshotter: str, record: SnapshotRecord) -> None:
     key = f"{snapshotter}/{record.name}"
     reason = "gc.root" if lbl.GC_ROOT in record.labels else ""
-    nid = b.add("snapshot", ns, key, reason, snapshotter=snapshotter, name=record.name,
-                snapshot_kind=record.kind.value, parent=record.parent,
-                backend_key=record.backend_key)  # fmt: skip
+    nid = b.add(
+        "snapshot",
+        ns,
+        key,
+        reason,
+        snapshotter=snapshotter,
+        name=record.name,
+        snapshot_kind=record.kind.value,
+        parent=record.parent,
+        backend_key=record.backend_key,
+    )
     if record.parent:
         b.link(nid, "parent", "snapshot", ns, f"{snapshotter}/{record.parent}")
     b.labels(nid, ns, record.labels)
@@ -270,8 +279,14 @@ def _add_ingest(b: _Builder, ns: str, ingest: IngestRecord) -> None:
 
 
 def _add_container(b: _Builder, ns: str, container: ContainerRecord) -> None:
-    nid = b.add("container", ns, container.id, "container", snapshotter=container.snapshotter,
-                snapshot_key=container.snapshot_key)  # fmt: skip
+    nid = b.add(
+        "container",
+        ns,
+        container.id,
+        "container",
+        snapshotter=container.snapshotter,
+        snapshot_key=container.snapshot_key,
+    )
     if container.snapshotter:
         target = f"{container.snapshotter}/{container.snapshot_key}"
         b.link(nid, "snapshot", "snapshot", ns, target)
@@ -302,8 +317,15 @@ def _add_backends(b: _Builder) -> None:
             b.add("backend_ingest", "", ref, "")
     for snapshotter in sorted(b.snapshot_backends):
         for key, parent in b.snapshot_backends[snapshotter].backend_tree():
-            nid = b.add("backend_snapshot", "", f"{snapshotter}/{key}", "",
-                        snapshotter=snapshotter, backend_key=key, parent=parent)  # fmt: skip
+            nid = b.add(
+                "backend_snapshot",
+                "",
+                f"{snapshotter}/{key}",
+                "",
+                snapshotter=snapshotter,
+                backend_key=key,
+                parent=parent,
+            )
             if parent:
                 b.link(nid, "backend_parent", "backend_snapshot", "", f"{snapshotter}/{parent}")
 
@@ -367,9 +389,6 @@ def reachable(graph: nx.MultiDiGraph) -> dict[str, str | None]:
     return pred
 
 
-_GC_EDGES = frozenset(GC_EDGE_KINDS)
-
-
 def path_to(pred: dict[str, str | None], node: str) -> tuple[str, ...]:
     """The path from a root to ``node`` recorded by :func:`reachable` (empty if unreached)."""
     if node not in pred:
@@ -406,15 +425,21 @@ def _dot_attrs(attrs: Iterable[tuple[str, object]]) -> str:
     return ", ".join(f"{name}={_dot_quote(value)}" for name, value in attrs)
 
 
-_SHAPES = {"content": "note", "snapshot": "box", "lease": "hexagon", "image": "house",
-           "ingest": "cds", "container": "component"}  # fmt: skip
+_SHAPES = {
+    "content": "note",
+    "snapshot": "box",
+    "lease": "hexagon",
+    "image": "house",
+    "ingest": "cds",
+    "container": "component",
+}
 
 
 def _dot_node(nid: str, data: dict[str, Any]) -> str:
     style = [("label", f"{data['kind']}\n{data['namespace']}\n{data['key']}".strip())]
     style.append(("shape", _SHAPES.get(data["kind"], "ellipse")))
-    style.append(("style", ("bold," if data["root"] else "") + ("solid" if data["present"]
-                                                                else "dashed")))  # fmt: skip
+    line = "solid" if data["present"] else "dashed"
+    style.append(("style", ("bold," if data["root"] else "") + line))
     extra = [(f"x_{k}", v) for k, v in sorted(data.items())]
     return f"  {_dot_quote(nid)} [{_dot_attrs(style + extra)}];"
 
@@ -427,7 +452,9 @@ def to_dot(graph: nx.MultiDiGraph) -> str:
     """
     lines = ["digraph gc {"]
     if graph.graph:
-        lines.append(f"  graph [{_dot_attrs((f'x_{k}', v) for k, v in sorted(graph.graph.items()))}];")
+        lines.append(
+            f"  graph [{_dot_attrs((f'x_{k}', v) for k, v in sorted(graph.graph.items()))}];"
+        )
     for nid in sorted(graph.nodes):
         lines.append(_dot_node(nid, graph.nodes[nid]))
     for src, dst, key, data in sorted(graph.edges(keys=True, data=True), key=lambda e: e[:3]):

@@ -181,9 +181,7 @@ def _kept_backends(graph: nx.MultiDiGraph, nid: str) -> list[str]:
     ]
 
 
-def collection_kept_reachable(
-    before: nx.MultiDiGraph, after: nx.MultiDiGraph
-) -> list[Violation]:
+def collection_kept_reachable(before: nx.MultiDiGraph, after: nx.MultiDiGraph) -> list[Violation]:
     """``collection-kept-reachable``: nothing reachable before a collection is gone after it.
 
     ``before`` and ``after`` are graphs taken just before and after a collection (either
@@ -225,7 +223,9 @@ def collection_kept_reachable(
 
 def _unreferenced_backends(graph: nx.MultiDiGraph) -> list[Violation]:
     present = dict(graph.nodes(data="present"))
-    kept = {dst for src, dst, kind in graph.edges(data="kind") if kind == "backend" and present[src]}
+    kept = {
+        dst for src, dst, kind in graph.edges(data="kind") if kind == "backend" and present[src]
+    }
     out: list[Violation] = []
     for nid, data in graph.nodes(data=True):
         if not data["kind"].startswith("backend_") or not data["present"] or nid in kept:

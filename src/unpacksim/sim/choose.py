@@ -63,6 +63,11 @@ class Chooser(Protocol):
         """The non-FIFO decisions made so far, in the grammar of this module."""
         ...
 
+    @property
+    def decisions(self) -> int:
+        """How many questions with more than one option were answered so far."""
+        ...
+
 
 def choose_value(chooser: Chooser, values: Sequence[T], kind: str) -> T:
     """One of ``values`` through ``chooser``; the first value is the FIFO (shrunk) answer."""

@@ -286,9 +286,11 @@ class GCProcess:
         self._post(trigger_event(float(self.env.now)))
         yield simpy.AnyOf(self.env, [waiter, ctx.done])
         if not waiter.triggered:
-            self._waiters.remove(waiter)
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
             raise ctx.error()
-        record: CollectionRecord = waiter.value
+        record = waiter.value
+        assert isinstance(record, CollectionRecord)
         return record
 
     # --- the scheduler loop --------------------------------------------------------------

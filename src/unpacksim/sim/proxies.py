@@ -33,6 +33,7 @@ target ``containerd.io/snapshot.ref`` (key: the target), ``snapshots.commit.exis
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -230,7 +231,11 @@ class ContentProxy(_Proxy):
             NotFound, FailedPrecondition: as ``ContentStore.abort``.
         """
         return self._write(
-            ctx, "content.abort", lambda: self.store.abort(ctx, ref), {"ref": ref}, store_lock=self.lock
+            ctx,
+            "content.abort",
+            lambda: self.store.abort(ctx, ref),
+            {"ref": ref},
+            store_lock=self.lock,
         )
 
     def writer(
@@ -584,7 +589,7 @@ class LeasesProxy(_Proxy):
             {"id": id, "resource": list(resource)},
         )
 
-    def list_resources(self, ctx: Context, id: str) -> Gen[list[Resource]]:
+    def list_resources(self, ctx: Context, id: str) -> Gen[builtins.list[Resource]]:
         """``ListResources``.
 
         Raises:

@@ -92,9 +92,9 @@ def run(
         if env.failures:
             name = "failed"
             break
-        if env.live == 0:
-            break
         next_time = env.peek()
+        if env.live == 0 and next_time != env.now:
+            break  # (events left at this instant still run: a process's failure among them)
         if next_time == float("inf"):
             name = "deadlock"
             break

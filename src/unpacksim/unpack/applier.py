@@ -26,22 +26,29 @@ import io
 import posixpath
 import tarfile
 import zlib
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from unpacksim.model.digest import digest_of
 from unpacksim.model.errdefs import ContainerdError, NotImplementedYet, Unknown
 from unpacksim.model.oci import MEDIA_TYPE_OCI_LAYER, Descriptor
+from unpacksim.model.snapshot_api import Mount
+from unpacksim.model.snapshot_backend import MemorySnapshotter
+from unpacksim.sim.go import Gen
 
 if TYPE_CHECKING:
-    from unpacksim.unpack.world import World
+    from unpacksim.model.content import ContentStore
+    from unpacksim.sim.context import Context
+    from unpacksim.sim.services import Services
 
 __all__ = [
-    "ApplyResult",
+    "ApplyRecord",
+    "ContentsKeeper",
     "DiffApplier",
     "FsEntry",
     "LayerEntry",
+    "MemoryContents",
     "Tree",
     "apply_entries",
     "decompress",
@@ -279,3 +286,170 @@ def _remove_under(tree: Tree, directory: str, *, keep: Mapping[str, None]) -> No
     for key in [k for k in tree if k.startswith(prefix) and k != directory]:
         if key not in keep:
             del tree[key]
+
+
+# --- snapshot contents -------------------------------------------------------------------------
+
+
+class ContentsKeeper(Protocol):
+    """A snapshotter that keeps file contents: the tree an Apply onto ``mounts`` writes into."""
+
+    def tree_for(self, mounts: Sequence[Mount]) -> Tree | None:
+        """The writable tree behind ``mounts``; None if these mounts are not this keeper's."""
+        ...
+
+
+class MemoryContents:
+    """File contents for a :class:`~unpacksim.model.snapshot_backend.MemorySnapshotter`.
+
+    The backend keeps no files; this keeper holds one tree per backend snapshot ID (the ID
+    the bind mount source ``<root>/snapshots/<id>`` names, unchanged by Commit).  An active
+    snapshot starts as a copy of its parent's tree, as the native snapshotter copies the
+    parent directory on Prepare.  Read-only mounts (views) are not written.
+    """
+
+    def __init__(self, backend: MemorySnapshotter) -> None:
+        self.backend = backend
+        self.trees: dict[int, Tree] = {}
+
+    def tree_for(self, mounts: Sequence[Mount]) -> Tree | None:
+        if len(mounts) != 1 or "ro" in mounts[0].options:
+            return None
+        prefix = f"{self.backend.root}/snapshots/"
+        source = mounts[0].source
+        if not source.startswith(prefix) or not source[len(prefix) :].isdigit():
+            return None
+        return self._tree_of_id(int(source[len(prefix) :]))
+
+    def tree(self, backend_key: str) -> Tree:
+        """A copy of the contents of backend snapshot ``backend_key``.
+
+        Raises:
+            KeyError: the backend has no such snapshot.
+        """
+        snap = self.backend.snapshots[backend_key]
+        return dict(self._tree_of_id(snap.id))
+
+    def _tree_of_id(self, snapshot_id: int) -> Tree:
+        tree = self.trees.get(snapshot_id)
+        if tree is not None:
+            return tree
+        tree = {}
+        for snap in self.backend.snapshots.values():
+            if snap.id == snapshot_id and snap.parent:
+                parent = self.backend.snapshots.get(snap.parent)
+                if parent is not None:
+                    tree = dict(self._tree_of_id(parent.id))
+                break
+        self.trees[snapshot_id] = tree
+        return tree
+
+
+# --- the applier -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyRecord:
+    """One Apply: the layer blob, when it ended, its outcome and the diff ID it returned."""
+
+    digest: str
+    time: float
+    outcome: str
+    diff_id: str = ""
+
+
+class DiffApplier:
+    """``diff.Applier`` of the daemon's diff service, in simulated time.
+
+    ``content`` is the daemon's (metadata) content store, read directly as the diff service
+    does; ``rate`` is how many blob bytes per simulated second Apply processes (decompress,
+    hash, extract); ``keepers`` are the snapshotters that keep file contents.
+    """
+
+    def __init__(
+        self,
+        services: Services,
+        content: ContentStore,
+        *,
+        rate: float = 256 * 1024 * 1024,
+        keepers: Sequence[ContentsKeeper] = (),
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"DiffApplier needs a positive rate in bytes per second, got {rate}")
+        self.services = services
+        self.content = content
+        self.rate = rate
+        self.keepers = list(keepers)
+        self.applied: list[ApplyRecord] = []
+
+    def apply(self, ctx: Context, desc: Descriptor, mounts: Sequence[Mount]) -> Gen[Descriptor]:
+        """``Apply(ctx, desc, mounts)``: the diff descriptor of layer ``desc`` applied on ``mounts``.
+
+        The result has media type ``application/vnd.oci.image.layer.v1.tar``, the size of the
+        decompressed stream and its digest (the diff ID).  Fault sites: ``diff.apply.error``
+        (key: the blob digest) fails the call; ``diff.apply.wrong_diff_id`` returns another
+        digest.
+
+        Raises:
+            NotFound: the blob is not in the namespace ("failed to get reader from content
+                store: content digest <digest>").
+            Unknown: a bad media type, gzip stream or tar (Go's messages), or injected.
+            Canceled, DeadlineExceeded: ``ctx`` was done before or during the apply.
+        """
+
+        def body() -> Gen[Descriptor]:
+            blob = self._read(ctx, desc)
+            yield self.services.env.timeout(len(blob) / self.rate)
+            if ctx.err is not None:
+                raise ctx.error()  # archive.Apply checks ctx.Done between entries
+            return self._extract(desc, blob, mounts)
+
+        args = {"digest": desc.digest, "media_type": desc.media_type, "mounts": len(mounts)}
+        try:
+            result = yield from self.services.call_steps(
+                ctx,
+                "diff.apply",
+                body,
+                args=args,
+                site="diff.apply.error",
+                key=desc.digest,
+                detail=desc.media_type,
+            )
+        except ContainerdError as exc:
+            self._record(desc, type(exc).__name__)
+            raise
+        self._record(desc, "ok", result.digest)
+        return result
+
+    def _read(self, ctx: Context, desc: Descriptor) -> bytes:
+        try:
+            reader = self.content.reader_at(ctx, desc)
+        except ContainerdError as exc:
+            raise exc.wrapped("failed to get reader from content store") from None
+        try:
+            return reader.read_all()
+        finally:
+            reader.close()
+
+    def _extract(self, desc: Descriptor, blob: bytes, mounts: Sequence[Mount]) -> Descriptor:
+        stream = decompress(desc.media_type, blob)
+        entries = read_layer(stream)
+        tree = self._tree(mounts)
+        if tree is not None:
+            apply_entries(tree, entries)
+        diff_id = digest_of(stream)
+        faults = self.services.env.faults
+        if faults.check("diff.apply.wrong_diff_id", key=desc.digest, detail=desc.media_type):
+            diff_id = digest_of(b"wrong diff id for " + diff_id.encode())
+        return Descriptor(MEDIA_TYPE_OCI_LAYER, diff_id, len(stream))
+
+    def _tree(self, mounts: Sequence[Mount]) -> Tree | None:
+        for keeper in self.keepers:
+            tree = keeper.tree_for(mounts)
+            if tree is not None:
+                return tree
+        return None
+
+    def _record(self, desc: Descriptor, outcome: str, diff_id: str = "") -> None:
+        now = float(self.services.env.now)
+        self.applied.append(ApplyRecord(desc.digest, now, outcome, diff_id))

@@ -22,7 +22,7 @@ from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound
 from unpacksim.model.labels import UNCOMPRESSED, snapshot_gc_label
 from unpacksim.model.oci import Descriptor, Platform, is_index_type, is_manifest_type
 from unpacksim.unpack.goerrors import GoError, wrap
-from unpacksim.unpack.handlers import parse_descriptor
+from unpacksim.unpack.handlers import parse_descriptor, update_labels
 from unpacksim.unpack.platforms import MatchComparer, normalize
 from unpacksim.unpack.session import Session
 from unpacksim.unpack.unpacker import go_quote
@@ -51,16 +51,12 @@ def image_unpack(
     for diff_id, blob in zip(diff_ids, layer_descs, strict=True):
         applied = yield from _apply_layer(session, ctx, sn, blob, diff_id, chain)
         if applied:
-            yield from world.content.update(
-                ctx, blob.digest, {UNCOMPRESSED: diff_id}, [f"labels.{UNCOMPRESSED}"]
-            )
+            yield from update_labels(world, ctx, blob.digest, {UNCOMPRESSED: diff_id})
         chain.append(diff_id)
     last = yield from manifest_for(session, ctx, target, matcher)  # i.i.Config
     key = snapshot_gc_label(session.opts.snapshotter)
     config_digest = parse_descriptor(last["config"]).digest
-    yield from world.content.update(
-        ctx, config_digest, {key: compute_chain_id(chain)}, [f"labels.{key}"]
-    )
+    yield from update_labels(world, ctx, config_digest, {key: compute_chain_id(chain)})
 
 
 def _diff_ids(session: Session, ctx: Context, config: Descriptor) -> Proc:

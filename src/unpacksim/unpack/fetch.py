@@ -28,11 +28,13 @@ from unpacksim.model.oci import (
 from unpacksim.sim.choose import choose_int
 from unpacksim.sim.go import sleep
 from unpacksim.unpack.goerrors import GoError, wrap
-from unpacksim.unpack.handlers import Handler, HandlerProcess
+from unpacksim.unpack.handlers import Handler, HandlerProcess, update_labels
 from unpacksim.unpack.unpacker import go_quote
 
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context
+    from unpacksim.sim.proxies import WriterProxy
+    from unpacksim.unpack.registry import BlobReader
     from unpacksim.unpack.world import World
 
 __all__ = [
@@ -65,47 +67,78 @@ def make_ref_key(desc: Descriptor) -> str:
     return f"{kind}-{desc.digest}"
 
 
-def fetch_handler(world: World) -> Handler:
-    """``remotes.FetchHandler(store, fetcher)``: fetch ``desc`` into the content store."""
+def fetch_handler(world: World, name: str, *, fetched: list[str] | None = None) -> Handler:
+    """``remotes.FetchHandler(store, fetcher)``: fetch ``desc`` into the content store.
+
+    ``name`` is the resolved name the fetcher was made for (``Resolver.Fetcher(ctx, name)``).
+    The digest of every descriptor handled without error is appended to ``fetched``.
+    """
 
     def run(ctx: Context, desc: Descriptor) -> HandlerProcess:
         if desc.media_type == _SCHEMA1:
             raise GoError(f"{desc.media_type} not supported")
-        yield from fetch_blob(world, ctx, desc)
+        yield from fetch_blob(world, ctx, desc, name)
+        if fetched is not None:
+            fetched.append(desc.digest)
         return []
 
     return run
 
 
-def fetch_blob(world: World, ctx: Context, desc: Descriptor) -> Proc:
-    """``remotes.fetch`` (handlers.go L96-L131)."""
+def fetch_blob(world: World, ctx: Context, desc: Descriptor, name: str = "") -> Proc:
+    """``remotes.fetch`` (``remotes/handlers.go``): open the writer, then commit or copy.
+
+    Raises:
+        the writer's errors (not AlreadyExists: the blob is already here), the fetch's,
+        and the copy's ("failed to copy: ...", "failed commit on ref ...").
+    """
     try:
         cw = yield from open_writer(world, ctx, make_ref_key(desc), desc)
     except AlreadyExists:
         return None  # already in this namespace (and leased by the writer)
     try:
-        status = yield from cw.status(ctx)
-        if status.offset == desc.size:
-            # the ingest is complete: commit and return
-            try:
-                yield from cw.commit(ctx, desc.size, desc.digest)
-            except AlreadyExists:
-                pass
-            except ContainerdError as exc:
-                raise wrap(exc, f"failed commit on ref {go_quote(status.ref)}") from None
-            return None
-        reader = yield from world.registry.fetch(ctx, desc)
-        yield from copy_into(ctx, cw, reader, desc)
-    finally:
-        yield from cw.close(ctx)
+        yield from _fetch_into(world, ctx, cw, desc, name)
+    except Exception:
+        yield from cw.close(ctx)  # defer cw.Close()
+        raise
+    yield from cw.close(ctx)
     return None
 
 
-def copy_into(ctx: Context, cw: Any, reader: Any, desc: Descriptor) -> Proc:
-    """``content.Copy``: resume from the ingest offset, copy, commit (AlreadyExists is fine)."""
+def _fetch_into(world: World, ctx: Context, cw: WriterProxy, desc: Descriptor, name: str) -> Proc:
     status = yield from cw.status(ctx)
+    if status.offset == desc.size:
+        # the writer is already complete: commit and return
+        try:
+            yield from cw.commit(ctx, desc.size, desc.digest)
+        except AlreadyExists:
+            pass
+        except ContainerdError as exc:
+            raise wrap(exc, f"failed commit on ref {go_quote(status.ref)}") from None
+        return
+    reader = yield from world.registry.fetch(ctx, desc, ref=name)
+    try:
+        yield from copy_into(ctx, cw, reader, desc)
+    finally:
+        reader.close()  # defer rc.Close()
+
+
+def copy_into(ctx: Context, cw: WriterProxy, reader: BlobReader, desc: Descriptor) -> Proc:
+    """``content.Copy``: resume from the ingest offset, copy, commit (AlreadyExists is fine).
+
+    Raises:
+        "failed to get status", "unable to resume write to <ref>", "failed to copy",
+        "failed commit on ref <ref>" wrapped around the underlying error.
+    """
+    try:
+        status = yield from cw.status(ctx)
+    except ContainerdError as exc:
+        raise wrap(exc, "failed to get status") from None
     if status.offset > 0:
-        yield from reader.seek(ctx, status.offset)
+        try:
+            yield from reader.seek(ctx, status.offset)
+        except ContainerdError as exc:
+            raise wrap(exc, f"unable to resume write to {status.ref}") from None
     try:
         while True:
             chunk = yield from reader.read(ctx)
@@ -184,7 +217,7 @@ def distribution_source_handler(world: World, ref: str) -> Handler:
     def run(ctx: Context, desc: Descriptor) -> HandlerProcess:
         info = yield from world.content.info(ctx, desc.digest)
         value = append_distribution_source(info.labels.get(key, ""), repo)
-        yield from world.content.update(ctx, desc.digest, {key: value}, [f"labels.{key}"])
+        yield from update_labels(world, ctx, desc.digest, {key: value})
         return []
 
     return run

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from unpacksim.model.content import Info
 from unpacksim.model.errdefs import NotFound
 from unpacksim.model.images import descriptor_from_json
 from unpacksim.model.labels import GC_REF_CONTENT
@@ -46,8 +47,10 @@ __all__ = [
     "parse_descriptor",
     "seed_child_labels",
     "set_children_labels",
+    "update_labels",
 ]
 
+Proc = Generator[Any, Any, Any]
 HandlerProcess = Generator[Any, Any, list[Descriptor]]
 #: ``images.Handler``: ``handler(ctx, desc)`` is a process returning the children.
 Handler = Callable[["Context", Descriptor], HandlerProcess]
@@ -211,6 +214,13 @@ def child_labels(found: Sequence[Descriptor], label_map: LabelMap | None) -> dic
     return labels
 
 
+def update_labels(world: World, ctx: Context, digest: str, labels: dict[str, str]) -> Proc:
+    """``cs.Update(ctx, Info{Digest, Labels}, "labels.<k>"...)``: set (or, with "", delete)
+    exactly the given labels in one update."""
+    paths = [f"labels.{k}" for k in labels]
+    return (yield from world.content.update(ctx, Info(digest, labels=dict(labels)), *paths))
+
+
 def set_children_labels(world: World, f: Handler, label_map: LabelMap | None) -> Handler:
     """``images.SetChildrenLabels`` (seed) / ``SetChildrenMappedLabels`` (``c8b14ae4c``).
 
@@ -222,8 +232,7 @@ def set_children_labels(world: World, f: Handler, label_map: LabelMap | None) ->
         if found:
             labels = child_labels(found, label_map)
             if labels:
-                paths = [f"labels.{k}" for k in labels]
-                yield from world.content.update(ctx, desc.digest, labels, paths)
+                yield from update_labels(world, ctx, desc.digest, labels)
         return found
 
     return run

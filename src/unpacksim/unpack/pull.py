@@ -20,18 +20,17 @@ holding the error Pull would have returned.  The steps, in Go's order:
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from unpacksim.model.clock import format_rfc3339
 from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound
+from unpacksim.model.images import Image
 from unpacksim.model.labels import GC_EXPIRE
-from unpacksim.model.oci import Descriptor
 from unpacksim.sim.go import Semaphore
 from unpacksim.unpack.eras import DiscardMode, Era
 from unpacksim.unpack.fallback import image_unpack
 from unpacksim.unpack.fetch import distribution_source_handler, fetch_handler
-from unpacksim.unpack.goerrors import wrap
+from unpacksim.unpack.goerrors import GoError, wrap
 from unpacksim.unpack.handlers import (
     Handler,
     LabelMap,
@@ -61,15 +60,6 @@ Proc = Generator[Any, Any, Any]
 LEASE_EXPIRY = 24 * 3600.0
 
 
-@dataclass
-class _Image:
-    """``images.Image`` as ``fetch`` returns it."""
-
-    name: str
-    target: Descriptor
-    labels: dict[str, str] = field(default_factory=dict)
-
-
 def pull(
     world: World, ctx: Context, ref: str, opts: PullOptions, era: Era, *, implementation: str
 ) -> Generator[Any, Any, PullResult]:
@@ -81,7 +71,7 @@ def pull(
     error: BaseException | None = None
     try:
         yield from _pull(session, ctx, ref)
-    except (ContainerdError, Exception) as exc:  # every Go error, and bugs, end in the record
+    except (ContainerdError, GoError) as exc:  # a Go error ends in the record; a bug propagates
         error = exc
     return log.freeze(error, world.env.now)
 
@@ -180,7 +170,7 @@ def fetch(
     wrapper: Callable[[Handler], Handler] | None,
     *,
     limit: int,
-) -> Generator[Any, Any, _Image]:
+) -> Generator[Any, Any, Image]:
     """``Client.fetch``: resolve, build the handler chain, Dispatch (pull.go L133-L221)."""
     world = session.world
     try:
@@ -194,7 +184,11 @@ def fetch(
     children = filter_platforms(children, matcher)
     if limit > 0:
         children = limit_manifests(children, matcher, limit)
-    handler = handlers(fetch_handler(world), children, distribution_source_handler(world, ref))
+    handler = handlers(
+        fetch_handler(world, name, fetched=session.log.fetched),
+        children,
+        distribution_source_handler(world, ref),
+    )
     if wrapper is not None:
         handler = wrapper(handler)
     limiter = None
@@ -202,7 +196,7 @@ def fetch(
         limiter = Semaphore(world.env, session.opts.max_concurrent_downloads)
     yield from dispatch(ctx, handler, limiter, [desc], name=f"{session.name}/dispatch")
     name = session.opts.image_name or name
-    return _Image(name=name, target=desc, labels=dict(session.opts.labels))
+    return Image(name=name, target=desc, labels=dict(session.opts.labels))
 
 
 def _label_map(session: Session) -> LabelMap | None:
@@ -223,14 +217,14 @@ def _go_quote(s: str) -> str:
 # --- createNewImage -------------------------------------------------------------------------
 
 
-def create_new_image(world: World, ctx: Context, img: _Image) -> Generator[Any, Any, _Image]:
+def create_new_image(world: World, ctx: Context, img: Image) -> Generator[Any, Any, Image]:
     """``Client.createNewImage``: Create; AlreadyExists -> Update; NotFound -> Create again."""
     while True:
         try:
-            yield from world.images.create(ctx, img.name, img.target, labels=img.labels)
+            yield from world.images.create(ctx, img)
         except AlreadyExists:
             try:
-                yield from world.images.update(ctx, img.name, img.target, labels=img.labels)
+                img = yield from world.images.update(ctx, img)
             except NotFound:
                 continue  # the image was removed concurrently: try Create again
         return img

@@ -176,7 +176,7 @@ class PullLog:
     target: Descriptor | None = None
     unpacks: list[UnpackLog] = field(default_factory=list)
     fallback_unpack: bool = False
-    fetched: list[str] = field(default_factory=list)  # digests whose fetch handler returned
+    fetched: list[str] = field(default_factory=list)  # digests the fetch handler completed
 
     def freeze(self, error: BaseException | None, ended: float) -> PullResult:
         return PullResult(

@@ -41,10 +41,7 @@ def shared_state(world: World) -> _Shared:
     """
     state = _SHARED.get(world)
     if state is None:
-        unique = getattr(world, "unique", None)
-        if not isinstance(unique, UniqueSource):
-            unique = UniqueSource(world.env)
-        state = _SHARED[world] = _Shared(unique, KeyedMutex(world.env))
+        state = _SHARED[world] = _Shared(world.unique, KeyedMutex(world.env))
     return state
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from unpacksim.model.content import Info
 from unpacksim.model.digest import chain_ids as compute_chain_ids
 from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound
 from unpacksim.model.labels import (
@@ -38,7 +39,7 @@ from unpacksim.sim.context import background
 from unpacksim.sim.go import Channel, ErrGroup, Recv, Semaphore, go, select
 from unpacksim.unpack.eras import DiscardMode
 from unpacksim.unpack.goerrors import ErrSkipDesc, GoError, wrap
-from unpacksim.unpack.handlers import Handler, HandlerProcess
+from unpacksim.unpack.handlers import Handler, HandlerProcess, update_labels
 from unpacksim.unpack.results import AbortRecord, SkipReason, UnpackLog
 from unpacksim.unpack.session import Session
 
@@ -189,9 +190,7 @@ class Unpacker:
     def _label_config(self, ctx: Context, config: Descriptor, top: str) -> Proc:
         # L232-L243: gc.ref.snapshot.<snapshotter> = top chain ID, even if all were skipped.
         key = snapshot_gc_label(self.snapshotter)
-        yield from self.session.world.content.update(
-            ctx, config.digest, {key: top}, [f"labels.{key}"]
-        )
+        yield from update_labels(self.session.world, ctx, config.digest, {key: top})
 
     def _discard_mode(self) -> DiscardMode:
         if not self.session.opts.discard_content:
@@ -209,9 +208,11 @@ class Unpacker:
         paths: list[str] = []
         for key in sorted(labels):
             if key.startswith(GC_REF_CONTENT + ".") and labels[key] in layer_digests:
-                labels[key] = ""
+                labels[key] = ""  # already unpacked: an empty value deletes the label
                 paths.append(f"labels.{key}")
-        yield from content.update(ctx, manifest.digest, labels, paths)
+        # With no matching label the field list is empty and Update replaces the labels
+        # with the ones just read (a write that changes nothing), as Go does.
+        yield from content.update(ctx, Info(manifest.digest, labels=labels), *paths)
 
     # --- fetch (L288-L316) -----------------------------------------------------------------
 
@@ -496,8 +497,8 @@ class _LayerRun:
 
     # Step: the uncompressed label (L228-L238), only for layers this unpack applied.
     def label_uncompressed(self, diff: Descriptor) -> Proc:
-        yield from self.world.content.update(
-            self.ctx, self.desc.digest, {UNCOMPRESSED: diff.digest}, [f"labels.{UNCOMPRESSED}"]
+        yield from update_labels(
+            self.world, self.ctx, self.desc.digest, {UNCOMPRESSED: diff.digest}
         )
 
 
