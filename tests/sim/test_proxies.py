@@ -10,9 +10,11 @@ import pytest
 
 from unpacksim.model.builders import build_image, write_image
 from unpacksim.model.content import Info
+from unpacksim.model.digest import digest_of
 from unpacksim.model.errdefs import AlreadyExists, Canceled, NotFound, Unavailable
 from unpacksim.model.images import Image
 from unpacksim.model.labels import SNAPSHOT_REF
+from unpacksim.model.snapshot_api import Info as SnapshotInfo
 from unpacksim.sim.faults import FaultPlan, Rule
 from unpacksim.sim.go import Gen
 from unpacksim.sim.proxies import LeasesProxy
@@ -287,3 +289,43 @@ def test_lease_resources_through_the_proxy() -> None:
         return listed
 
     assert drive(world, client()) == [resource]
+
+
+def test_the_remaining_read_and_write_calls() -> None:
+    world = World.create()
+    image = build_image("registry.test/app:1", [{"a": b"1"}])
+    ctx = world.context()
+    write_image(ctx, world.content_store, image)
+    sn = world.snapshotter()
+    seen: list[str] = []
+
+    def client() -> Gen[None]:
+        yield from world.content.walk(ctx, lambda info: seen.append(info.digest))
+        reader = yield from world.content.reader_at(ctx, image.single.config)
+        assert reader.read_all() == image.blobs[image.single.config.digest]
+        cw = yield from world.content.writer(ctx, ref="r", total=3)
+        yield from cw.write(ctx, b"ab")
+        assert (yield from cw.digest(ctx)) == digest_of(b"ab")
+        yield from cw.truncate(ctx, 0)
+        yield from cw.close(ctx)
+        statuses = yield from world.content.list_statuses(ctx)
+        assert [s.ref for s in statuses] == ["r"]
+        assert (yield from world.content.status(ctx, "r")).offset == 0
+        yield from world.content.abort(ctx, "r")
+        yield from world.content.delete(ctx, image.single.config.digest)
+        yield from sn.prepare(ctx, "a")
+        yield from sn.commit(ctx, "c", "a")
+        view = yield from sn.view(ctx, "v", "c")
+        assert view == (yield from sn.mounts(ctx, "v"))
+        assert (yield from sn.usage(ctx, "c")).size == 0
+        info = yield from sn.update(ctx, SnapshotInfo("c", labels={"x": "1"}), "labels.x")
+        assert info.labels == {"x": "1"}
+        names: list[str] = []
+        yield from sn.walk(ctx, lambda _ctx, i: names.append(i.name), "kind==committed")
+        assert names == ["c"]
+        yield from sn.remove(ctx, "v")
+        assert (yield from world.images.list(ctx)) == []
+
+    drive(world, client())
+    assert sorted(seen) == sorted(image.blobs)
+    assert all(e.type != "complete" or e.outcome == "ok" for e in world.env.trace.events)
