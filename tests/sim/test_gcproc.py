@@ -332,3 +332,18 @@ def test_gc_run_site_starts_a_collection_at_that_call() -> None:
     (record,) = world.gc.collections
     assert record.reason == "fault at content.info"
     assert seq(world, "gc.collect", "invoke") < seq(world, "content.info", "complete")
+
+
+def test_gc_run_in_a_prepare_gap_removes_an_unreferenced_parent() -> None:
+    """create_begin saw the parent; a collection in the gap removed it; create_finish fails."""
+    world = World.create(
+        faults=FaultPlan.scripted(Rule("gc.run", key="snapshots.prepare.gap", hit=1))
+    )
+    _, old = garbage(world)
+    with pytest.raises(NotFound) as info:
+        drive(world, world.snapshotter().prepare(world.context(), "child", old))
+    assert str(info.value) == f"parent snapshot {old} does not exist: not found"
+    assert world.gc.collections[0].reason == "fault at snapshots.prepare.gap"
+    # the failed create removed its backend snapshot; the sweep then removed the parent's
+    assert world.snapshot_backends["native"].snapshots == {}
+    assert world.db.namespace("default").snapshotter("native") == {}

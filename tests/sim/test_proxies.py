@@ -329,3 +329,19 @@ def test_the_remaining_read_and_write_calls() -> None:
     drive(world, client())
     assert sorted(seen) == sorted(image.blobs)
     assert all(e.type != "complete" or e.outcome == "ok" for e in world.env.trace.events)
+
+
+def test_ref_lock_site_is_not_reached_for_a_shared_blob() -> None:
+    world = World.create(faults=FaultPlan.scripted(Rule("content.ref_locked", times=None)))
+    image = build_image("registry.test/app:1", [{"a": b"1"}])
+    write_image(world.context("other"), world.content_store, image)  # in another namespace
+    config = image.single.config
+
+    def client() -> Gen[int]:
+        cw = yield from world.content.writer(world.context(), ref="r", desc=config)
+        status = yield from cw.status(world.context())
+        yield from cw.commit(world.context(), config.size, config.digest)
+        return status.offset
+
+    assert drive(world, client()) == config.size  # starts complete, as containerd shares it
+    assert world.env.faults.report().fired == ()

@@ -69,8 +69,9 @@ MIN_PAUSE = 1e-6
 class CollectionRecord:
     """One collection: why it ran, its times, and what the model's steps did.
 
-    ``pause`` is the time the write lock was held (``GCStats.MetaD``, what the scheduler
-    averages); ``ended`` is when the backend sweeps finished.
+    ``started`` is when the write lock was taken; ``pause`` is how long it was held
+    (``GCStats.MetaD``, what the scheduler averages); ``ended`` is when the backend sweeps
+    finished.
     """
 
     reason: str
@@ -183,9 +184,9 @@ class GCProcess:
     def _phases(self, reason: str) -> Gen[CollectionRecord]:
         env, trace, db = self.env, self.env.trace, self.db
         call = trace.invoke("gc.collect", {"reason": reason})
-        started = float(env.now)
         lock = self.services.lock
         yield from lock.lock()
+        started = float(env.now)  # GarbageCollect's t1: once the write lock is held
         try:
             marked = yield from self._step("gc.mark", lambda: model_gc.mark(db), {})
             metadata = yield from self._step(

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from unpacksim.unpack.interface import Implementation, resolve, run_pull
 from unpacksim.unpack.results import PullOptions, PullResult
 from unpacksim.unpack.world import World
 
-__all__ = ["PullHandle", "PullRunError", "pull_images", "start_pull"]
+__all__ = ["Intercept", "PullHandle", "PullRunError", "intercept", "pull_images", "start_pull"]
 
 
 class PullRunError(AssertionError):
@@ -90,3 +90,66 @@ def pull_images(
     if any(r is None for r in results) or outcome.failures:
         raise PullRunError(f"the pulls did not all return: {outcome.describe()}")
     return [r for r in results if r is not None], outcome
+
+
+# --- interception: another client acting right before a call -------------------------------
+
+#: What a hook may return: nothing, or a generator to run (``yield from``) before the call.
+HookResult = Generator[Any, Any, None] | None
+
+
+class Intercept:
+    """A proxy wrapper that runs ``before[method](*args, **kwargs)`` before each call.
+
+    A hook models another client acting at exactly that point (committing a snapshot,
+    deleting a lease or an image, running GC), or the service failing there (it raises).  A
+    hook may be a generator function; it then runs with ``yield from`` (it can wait).
+    ``calls[method]`` counts the calls made through the wrapper.  Other attributes pass
+    through unchanged.  Install one with :func:`intercept`.
+    """
+
+    def __init__(self, target: object, **before: Callable[..., HookResult]) -> None:
+        self.target = target
+        self.before = before
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.target, name)
+        hook = self.before.get(name)
+        if hook is None or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            self.calls[name] = self.calls.get(name, 0) + 1
+            found = hook(*args, **kwargs)
+            if isinstance(found, Generator):
+                yield from found
+            return (yield from attr(*args, **kwargs))
+
+        return call
+
+
+_PARTS = ("content", "leases", "images", "registry", "applier")
+
+
+def intercept(world: World, part: str, **before: Callable[..., HookResult]) -> Intercept:
+    """Wrap one part of ``world`` in an :class:`Intercept` and install it; return it.
+
+    ``part`` is ``content``, ``leases``, ``images``, ``registry``, ``applier`` or
+    ``snapshotter:<name>``.
+
+    Raises:
+        ValueError: an unknown part.
+    """
+    if part.startswith("snapshotter:"):
+        name = part.partition(":")[2]
+        wrapper = Intercept(world.snapshotter(name), **before)
+        world.snapshotters[name] = wrapper  # type: ignore[assignment]
+        return wrapper
+    if part not in _PARTS:
+        raise ValueError(
+            f"cannot intercept {part!r}: give one of {list(_PARTS)} or 'snapshotter:<name>'"
+        )
+    wrapper = Intercept(getattr(world, part), **before)
+    setattr(world, part, wrapper)
+    return wrapper

@@ -139,8 +139,9 @@ class ContentProxy(Proxy):
     ) -> Gen[WriterProxy]:
         """``Writer``: open or resume ingest ``ref`` (holds ``cs.l`` shared while opening).
 
-        Fault site ``content.ref_locked`` (key ``ref``) is consulted after the AlreadyExists
-        check, where containerd tries the ref lock.
+        Fault site ``content.ref_locked`` (key ``ref``) is consulted where containerd tries
+        the ref lock: after the AlreadyExists check, and not for a blob another namespace
+        shares (no backend writer is opened for it).
 
         Raises:
             InvalidArgument, FailedPrecondition, AlreadyExists, NotFound, Unavailable: as
@@ -160,10 +161,19 @@ class ContentProxy(Proxy):
     def _check_ref_lock(self, ctx: Context, ref: str, desc: Descriptor | None) -> None:
         if not ref or not ctx.namespace:
             return  # the model raises InvalidArgument / FailedPrecondition first
-        ns = self.store.db.namespaces.get(ctx.namespace)
-        if desc is not None and ns is not None and desc.digest in ns.content:
-            return  # AlreadyExists comes before the lock
+        if desc is not None and self._no_lock_taken(ctx, desc):
+            return
         self.services.env.faults.check("content.ref_locked", key=ref)
+
+    def _no_lock_taken(self, ctx: Context, desc: Descriptor) -> bool:
+        """AlreadyExists comes before the lock; a shared blob opens no backend writer."""
+        ns = self.store.db.namespaces.get(ctx.namespace)
+        if ns is not None and desc.digest in ns.content:
+            return True
+        backend = self.store.backend
+        if not self.store.shared or not backend.has_blob(desc.digest):
+            return False
+        return desc.size in (0, backend.info(desc.digest).size)
 
 
 class WriterProxy(Proxy):
