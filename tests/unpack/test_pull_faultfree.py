@@ -48,7 +48,7 @@ def _check(
 
 
 @pytest.mark.parametrize("preset_name", list(PRESETS))
-@pytest.mark.parametrize("n_layers", [1, 3, 20])
+@pytest.mark.parametrize("n_layers", [0, 1, 3, 20])
 def test_single_image_leaves_chain_labels_and_content(preset_name: str, n_layers: int) -> None:
     _check(preset_name, [build_image("registry.test/app:1", _layers(n_layers, "app"))])
 
@@ -149,7 +149,7 @@ def test_generated_image_sets_pulled_concurrently_match_the_oracle(
     impl = resolve(preset_name)
     world = World.create(**impl.world_options)
     world.push(*images)
-    results, outcome = pull_images(world, impl, sorted(names))
+    results, _ = pull_images(world, impl, sorted(names))
     assert all(r.ok for r in results), [r.message for r in results]
     pulls = [ExpectedPull(i) for i in images]
     want = expected_state(pulls, preset(preset_name), distribution=False)

@@ -125,7 +125,7 @@ def render_config(directory: Path, *, gc: str = "manual", log_level: str = "info
     if gc == "manual":
         lines += [
             '  [plugins."io.containerd.gc.v1.scheduler"]',
-            "    pause_threshold = 1e-8",
+            "    pause_threshold = 1e-9",
             '    startup_delay = "100000h"',
             "    deletion_threshold = 0",
             "    mutation_threshold = 0",
@@ -379,8 +379,18 @@ class Daemon:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5.0)
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the daemon process to end; True if it has."""
+        if self._proc is None:
+            return True
+        try:
+            self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def check_running(self) -> None:
-        """Raise :class:`DaemonError` (with the reason and log tail) if the daemon is down."""
+        """Raise :class:`DaemonError` naming why, if the daemon is not running."""
         if not self.running:
             why = self.stop_reason or "it exited"
             raise DaemonError(f"the containerd daemon is not running ({why})")

@@ -38,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Protocol
 
-from unpacksim.model.digest import digest_of, validate_digest
+from unpacksim.model.digest import digest_of, is_digest
 from unpacksim.model.oci import Descriptor, is_index_type, is_layer_type, is_manifest_type
 from unpacksim.reports.records import FaultRule
 
@@ -100,8 +100,8 @@ class RegistryFault:
     def __post_init__(self) -> None:
         if not isinstance(self.effect, Effect):
             raise RegistryError(f"effect must be an Effect, got {self.effect!r}")
-        if self.digest is not None:
-            validate_digest(self.digest)
+        if self.digest is not None and not is_digest(self.digest):
+            raise RegistryError(f"digest must be 'sha256:<64 hex>', got {self.digest!r}")
         if self.endpoint not in ("blobs", "manifests", "any"):
             raise RegistryError(f"endpoint must be blobs, manifests or any: {self.endpoint!r}")
         if self.method not in ("GET", "HEAD", "any"):
@@ -381,34 +381,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("HEAD")
 
     def _serve(self, method: str) -> None:
+        # Each request is logged before its response goes out, so a client that has read a
+        # response always finds it in the log.
         registry = self.server.registry
         if self.path.rstrip("/") == "/v2":
-            self._send(200, b"{}", "application/json", method)
             registry._record(RequestRecord(method, self.path, 200))
+            self._send(200, b"{}", "application/json", method)
             return
         match = _PATH.match(self.path)
         found = match and registry._lookup(match["name"], match["endpoint"], match["ref"])
         if not match or not found:
+            registry._record(RequestRecord(method, self.path, 404))
             body = b'{"errors":[{"code":"NOT_FOUND","message":"unknown"}]}'
             self._send(404, body, "application/json", method)
-            registry._record(RequestRecord(method, self.path, 404))
             return
         digest, blob = found
         fault = registry._decide(method, match["endpoint"], digest)
         if fault is not None and fault.effect is Effect.DELAY:
             registry._stopping.wait(fault.seconds)
-        record = self._respond(method, digest, blob, fault)
-        registry._record(record)
+        self._respond(method, digest, blob, fault)
 
     def _respond(
         self, method: str, digest: str, blob: _Blob, fault: RegistryFault | None
-    ) -> RequestRecord:
+    ) -> None:
+        registry = self.server.registry
         effect = fault.effect if fault is not None else None
         name = effect.value if effect is not None else ""
         if fault is not None and effect is Effect.ERROR:
-            body = f"injected {fault.status}\n".encode()
-            self._send(fault.status, body, "text/plain", method)
-            return RequestRecord(method, self.path, fault.status, digest, fault=name)
+            registry._record(RequestRecord(method, self.path, fault.status, digest, fault=name))
+            self._send(fault.status, f"injected {fault.status}\n".encode(), "text/plain", method)
+            return
         start = self._range_start()
         data = blob.data[start:]
         status = 206 if start else 200
@@ -416,18 +418,18 @@ class _Handler(BaseHTTPRequestHandler):
         if start:
             extra["Content-Range"] = f"bytes {start}-{len(blob.data) - 1}/{len(blob.data)}"
         if fault is not None and effect is Effect.CORRUPT and data:
-            at = fault.at if fault.at is not None else len(data) // 2
-            at = min(at, len(data) - 1)
+            at = min(fault.at if fault.at is not None else len(data) // 2, len(data) - 1)
             data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+        length = len(data)
         if fault is not None and effect in (Effect.TRUNCATE, Effect.DROP):
             keep = min(fault.keep if fault.keep is not None else len(data) // 2, len(data))
-            length = keep if effect is Effect.TRUNCATE else len(data)
-            self._send(status, data[:keep], blob.media_type, method, extra, length=length)
-            if effect is Effect.DROP:
-                self._drop()
-            return RequestRecord(method, self.path, status, digest, start, keep, name)
-        self._send(status, data, blob.media_type, method, extra)
-        return RequestRecord(method, self.path, status, digest, start, len(data), name)
+            data = data[:keep]
+            length = keep if effect is Effect.TRUNCATE else length
+        sent = len(data) if method != "HEAD" else 0
+        registry._record(RequestRecord(method, self.path, status, digest, start, sent, name))
+        self._send(status, data, blob.media_type, method, extra, length=length)
+        if effect is Effect.DROP:
+            self._drop()
 
     def _range_start(self) -> int:
         match = _RANGE.match(self.headers.get("Range", "") or "")

@@ -23,7 +23,15 @@ from unpacksim.unpack.interface import Implementation, resolve, run_pull
 from unpacksim.unpack.results import PullOptions, PullResult
 from unpacksim.unpack.world import World
 
-__all__ = ["Intercept", "PullHandle", "PullRunError", "intercept", "pull_images", "start_pull"]
+__all__ = [
+    "Intercept",
+    "PullHandle",
+    "PullRunError",
+    "intercept",
+    "pull_images",
+    "start_pull",
+    "world_for",
+]
 
 
 class PullRunError(AssertionError):
@@ -38,6 +46,16 @@ class PullHandle:
     ref: str
     name: str
     result: PullResult | None = field(default=None)
+
+
+def world_for(implementation: str | Implementation, **kwargs: Any) -> World:
+    """``World.create`` with the implementation's ``world_options`` (``kwargs`` win).
+
+    Raises:
+        ImplementationError: ``implementation`` does not resolve or conform.
+    """
+    options = {**resolve(implementation).world_options, **kwargs}
+    return World.create(**options)
 
 
 def start_pull(

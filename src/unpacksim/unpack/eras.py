@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 __all__ = ["DEFAULT_PRESET", "PRESETS", "DiscardMode", "Era", "EraError", "preset"]
 
@@ -122,7 +123,7 @@ class Era:
         return DiscardMode.SEED_STRIP_LABELS
 
     @property
-    def world_options(self) -> dict[str, object]:
+    def world_options(self) -> dict[str, Any]:
         """Keyword arguments for ``World.create`` that the daemon side of this era needs."""
         return {"lease_on_exists": self.lease_on_exists}
 

@@ -115,42 +115,43 @@ def expected_state(
     repos: dict[str, dict[str, set[str]]] = {}
     for pull in pulls:
         host, repo = _repo_and_host(pull.name)
-        image = _platform_image(pull)
-        # The lazy fetch starts at the first layer whose chain does not exist yet (#8973).
-        missing = [i for i, c in enumerate(image.chain_ids) if c not in state.snapshots]
-        fetched = image.layers[missing[0] :] if missing else ()
-        handled = [image.manifest.digest, image.config.digest, *(d.digest for d in fetched)]
-        if is_index_type(pull.image.target.media_type):
-            handled.insert(0, pull.image.target.digest)
-            kids = [("manifest", p.manifest.digest) for p in pull.image.platforms.values()]
-            _merge(state.content, pull.image.target.digest, _child_labels(kids, era, False))
-        mode = _discard_mode(era, pull.discard)
-        kids = [("config", image.config.digest)] + [("layer", d.digest) for d in image.layers]
-        drop = mode is not DiscardMode.NONE
-        _merge(state.content, image.manifest.digest, _child_labels(kids, era, drop))
-        top = image.chain_ids[-1] if image.chain_ids else ""
-        _merge(state.content, image.config.digest, {snapshot_gc_label(snapshotter): top})
-        parent = ""
-        for desc, diff_id, chain in zip(image.layers, image.diff_ids, image.chain_ids, strict=True):
-            _merge(state.content, desc.digest, {UNCOMPRESSED: diff_id})
-            labels = filter_inherited_labels(desc.annotations)
-            labels[SNAPSHOT_REF] = chain
-            state.snapshots[chain] = (Kind.COMMITTED.value, parent, labels)
-            parent = chain
-        for digest in handled:
+        for digest in _add_pull(state, pull, era, snapshotter):
             repos.setdefault(digest, {}).setdefault(host, set()).add(repo)
-        state.images[pull.name] = pull.image.target.digest
+            state.content.setdefault(digest, {})
     if distribution:
         for digest, by_host in repos.items():
             for host, names in by_host.items():
-                _merge(
-                    state.content,
-                    digest,
-                    {DISTRIBUTION_SOURCE_PREFIX + host: ",".join(sorted(names))},
-                )
-    for digest in repos:
-        state.content.setdefault(digest, {})
+                key = DISTRIBUTION_SOURCE_PREFIX + host
+                _merge(state.content, digest, {key: ",".join(sorted(names))})
     return state
+
+
+def _add_pull(state: State, pull: ExpectedPull, era: Era, snapshotter: str) -> list[str]:
+    """Add what ``pull`` leaves to ``state``; return the digests its handlers processed."""
+    image = _platform_image(pull)
+    # The lazy fetch starts at the first layer whose chain does not exist yet (#8973).
+    missing = [i for i, c in enumerate(image.chain_ids) if c not in state.snapshots]
+    fetched = image.layers[missing[0] :] if missing else ()
+    handled = [image.manifest.digest, image.config.digest, *(d.digest for d in fetched)]
+    if is_index_type(pull.image.target.media_type):
+        handled.insert(0, pull.image.target.digest)
+        kids = [("manifest", p.manifest.digest) for p in pull.image.platforms.values()]
+        _merge(state.content, pull.image.target.digest, _child_labels(kids, era, False))
+    drop = _discard_mode(era, pull.discard) is not DiscardMode.NONE
+    kids = [("config", image.config.digest)] + [("layer", d.digest) for d in image.layers]
+    _merge(state.content, image.manifest.digest, _child_labels(kids, era, drop))
+    if image.chain_ids:  # an empty chain ID "" would delete the label
+        label = {snapshot_gc_label(snapshotter): image.chain_ids[-1]}
+        _merge(state.content, image.config.digest, label)
+    parent = ""
+    for desc, diff_id, chain in zip(image.layers, image.diff_ids, image.chain_ids, strict=True):
+        _merge(state.content, desc.digest, {UNCOMPRESSED: diff_id})
+        labels = filter_inherited_labels(desc.annotations)
+        labels[SNAPSHOT_REF] = chain
+        state.snapshots[chain] = (Kind.COMMITTED.value, parent, labels)
+        parent = chain
+    state.images[pull.name] = pull.image.target.digest
+    return handled
 
 
 def _merge(content: dict[str, dict[str, str]], digest: str, labels: dict[str, str]) -> None:

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from unpacksim.model.digest import chain_id as compute_chain_id
 from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound
+from unpacksim.model.filters import go_quote
 from unpacksim.model.labels import UNCOMPRESSED, snapshot_gc_label
 from unpacksim.model.oci import Descriptor, Platform, is_index_type, is_manifest_type
 from unpacksim.unpack.goerrors import GoError, wrap
 from unpacksim.unpack.handlers import parse_descriptor, update_labels
 from unpacksim.unpack.platforms import MatchComparer, normalize
 from unpacksim.unpack.session import Session
-from unpacksim.unpack.unpacker import go_quote
 
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context

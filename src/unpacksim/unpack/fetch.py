@@ -17,19 +17,15 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from unpacksim.model.errdefs import AlreadyExists, ContainerdError, Unavailable
+from unpacksim.model.filters import go_quote
+from unpacksim.model.images import is_known_config
 from unpacksim.model.labels import DISTRIBUTION_SOURCE_PREFIX
-from unpacksim.model.oci import (
-    Descriptor,
-    is_config_type,
-    is_index_type,
-    is_layer_type,
-    is_manifest_type,
-)
+from unpacksim.model.oci import Descriptor, is_index_type, is_layer_type, is_manifest_type
 from unpacksim.sim.choose import choose_int
 from unpacksim.sim.go import sleep
 from unpacksim.unpack.goerrors import GoError, wrap
 from unpacksim.unpack.handlers import Handler, HandlerProcess, update_labels
-from unpacksim.unpack.unpacker import go_quote
+from unpacksim.unpack.registry import parse_reference as registry_parse_reference
 
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context
@@ -60,7 +56,7 @@ def make_ref_key(desc: Descriptor) -> str:
         kind = "index"
     elif is_layer_type(mt):
         kind = "layer"
-    elif is_config_type(mt):
+    elif is_known_config(mt):
         kind = "config"
     else:
         kind = "unknown"
@@ -181,20 +177,13 @@ def open_writer(world: World, ctx: Context, ref: str, desc: Descriptor) -> Proc:
 def parse_reference(ref: str) -> tuple[str, str]:
     """``reference.Parse`` then ``url.Parse`` as ``AppendDistributionSourceLabel`` does.
 
-    Returns (hostname without port, repository path); the object (``:tag``, ``@digest``)
-    starts at the first ``:`` or ``@`` of the path.
+    Returns (hostname without port, repository path).
 
     Raises:
-        GoError: no hostname ("hostname required").
+        GoError: the reference does not parse ("invalid reference", "hostname required").
     """
-    slash = ref.find("/")
-    host, path = (ref, "") if slash < 0 else (ref[:slash], ref[slash:])
-    if not host:
-        raise GoError("hostname required")
-    cuts = [i for i in (path.find(":"), path.find("@")) if i >= 0]
-    repo = path[: min(cuts)] if cuts else path
-    hostname = host.rsplit(":", 1)[0] if ":" in host else host
-    return hostname, repo.strip("/")
+    spec = registry_parse_reference(ref)
+    return spec.hostname.rsplit(":", 1)[0], spec.repository
 
 
 def append_distribution_source(origin: str, repo: str) -> str:

@@ -7,11 +7,11 @@ holding the error Pull would have returned.  The steps, in Go's order:
 
 1. ``with_lease``: a lease with a random ID and ``containerd.io/gc.expire`` = now + 24h,
    unless the context already carries one (``lease.go``).
-2. the unpacker and its handler wrapper, outermost around any user wrapper (pull.go L66-L87).
-3. ``fetch``: resolve, compose the handler chain, ``Dispatch`` with ``limit=1`` (L133-L221).
-4. wait for the unpacks, *before* the image record is created (L94-L103).
-5. ``create_new_image``: Create, Update on AlreadyExists, Create again on NotFound (L223-L250).
-6. the fallback ``image.Unpack`` when no config with layers was seen (L111-L119).
+2. the unpacker and its handler wrapper, outermost around any user wrapper (pull.go L65-L90).
+3. ``fetch``: resolve, compose the handler chain, ``Dispatch`` with ``limit=1`` (L128-L229).
+4. wait for the unpacks, *before* the image record is created (L97-L106).
+5. ``create_new_image``: Create, Update on AlreadyExists, Create again on NotFound (L231-L256).
+6. the fallback ``image.Unpack`` when no config with layers was seen (L115-L123).
 7. deferred, in LIFO order: the unpack wait again (its error only if none yet, wrapped
    ``unpack``), then the lease ``done`` (Delete without ``SynchronousDelete``, its error
    ignored; on a cancelled context it fails and the lease stays until it expires).
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from unpacksim.model.clock import format_rfc3339
 from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound
+from unpacksim.model.filters import go_quote
 from unpacksim.model.images import Image
 from unpacksim.model.labels import GC_EXPIRE
 from unpacksim.sim.go import Semaphore
@@ -84,7 +85,7 @@ def _pull(session: Session, ctx: Context, ref: str) -> Proc:
         yield from _pull_body(session, ctx, ref, unpacker)
     except Exception as exc:
         error = exc
-    if unpacker is not None:  # deferred unpackEg.Wait() (L73-L79), before done(ctx)
+    if unpacker is not None:  # deferred unpackEg.Wait() (L76-L82), before done(ctx) (L63)
         err = yield from unpacker.group.wait()
         if err is not None and error is None:
             error = wrap(err, "unpack")
@@ -97,13 +98,13 @@ def _pull_body(session: Session, ctx: Context, ref: str, unpacker: Unpacker | No
     wrapper = _handler_wrapper(session.opts.handler_wrapper, unpacker)
     img = yield from fetch(session, ctx, ref, wrapper, limit=1)
     session.log.target = img.target
-    if unpacker is not None:  # L94-L103: wait for unpacks (and their downloads) first
+    if unpacker is not None:  # L97-L106: wait for unpacks (and their downloads) first
         err = yield from unpacker.group.wait()
         if err is not None:
             raise err
     img = yield from create_new_image(session.world, ctx, img)
     session.log.image_name = img.name
-    if unpacker is not None and unpacker.unpacks == 0:  # L111-L119: e.g. no layers
+    if unpacker is not None and unpacker.unpacks == 0:  # L115-L123: e.g. no layers
         session.log.fallback_unpack = True
         try:
             yield from image_unpack(session, ctx, img.target, _matcher(session))
@@ -116,7 +117,7 @@ def _pull_body(session: Session, ctx: Context, ref: str, unpacker: Unpacker | No
 def _handler_wrapper(
     user: Callable[[Handler], Handler] | None, unpacker: Unpacker | None
 ) -> Callable[[Handler], Handler] | None:
-    # L80-L86: the unpack wrapper is outermost, around any user wrapper.
+    # L83-L89: the unpack wrapper is outermost, around any user wrapper.
     if unpacker is None:
         return user
     if user is None:
@@ -126,6 +127,7 @@ def _handler_wrapper(
 
 def _matcher(session: Session) -> MatchComparer:
     # L44-L57: the client default, or platforms.Only of the one platform asked for.
+    # (Several platforms, "cannot pull multiplatform image locally", are not modelled.)
     return only(session.opts.platform or DEFAULT_PLATFORM)
 
 
@@ -171,12 +173,16 @@ def fetch(
     *,
     limit: int,
 ) -> Generator[Any, Any, Image]:
-    """``Client.fetch``: resolve, build the handler chain, Dispatch (pull.go L133-L221)."""
+    """``Client.fetch``: resolve, build the handler chain, Dispatch (pull.go L128-L229).
+
+    Schema 1 conversion and ``AllMetadata`` are not modelled (the convertible handler only
+    matters for schema 1).
+    """
     world = session.world
     try:
         name, desc = yield from world.registry.resolve(ctx, ref)
-    except ContainerdError as exc:
-        raise wrap(exc, f"failed to resolve reference {_go_quote(ref)}") from None
+    except (ContainerdError, GoError) as exc:
+        raise wrap(exc, f"failed to resolve reference {go_quote(ref)}") from None
     matcher = _matcher(session)
     # Get all the children for a descriptor; set their labels; filter; limit.
     children = children_handler(world)
@@ -195,7 +201,6 @@ def fetch(
     if session.opts.max_concurrent_downloads > 0:
         limiter = Semaphore(world.env, session.opts.max_concurrent_downloads)
     yield from dispatch(ctx, handler, limiter, [desc], name=f"{session.name}/dispatch")
-    name = session.opts.image_name or name
     return Image(name=name, target=desc, labels=dict(session.opts.labels))
 
 
@@ -208,10 +213,6 @@ def _label_map(session: Session) -> LabelMap | None:
     if mode is DiscardMode.CHILDLABELMAP_FILTER_LAYERS:
         return child_gc_labels_filter_layers
     return child_gc_labels
-
-
-def _go_quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 # --- createNewImage -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ preset's name (``seed``, ``v1.4``, ``v1.6``, ``v1.7``, ``v2.0``); see
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from unpacksim.unpack.eras import PRESETS, Era
 from unpacksim.unpack.interface import PullProcess, register
@@ -56,7 +56,7 @@ class ReferenceImplementation:
         return self._description
 
     @property
-    def world_options(self) -> Mapping[str, object]:
+    def world_options(self) -> Mapping[str, Any]:
         return self.era.world_options
 
     def pull(self, world: World, ctx: Context, ref: str, opts: PullOptions) -> PullProcess:

@@ -51,7 +51,6 @@ class PullOptions:
             (seed ``WithDiscardContent``; later ``WithChildLabelMap(ChildGCLabelsFilterLayers)``).
         labels: labels of the image record (``WithPullLabels``).
         handler_wrapper: a user ``HandlerWrapper``; the unpack wrapper wraps it.
-        image_name: the image record's name; None uses the name the resolver returns.
     """
 
     snapshotter: str = "native"
@@ -61,7 +60,6 @@ class PullOptions:
     discard_content: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     handler_wrapper: Callable[[Handler], Handler] | None = None
-    image_name: str | None = None
 
     def __post_init__(self) -> None:
         if not self.snapshotter:

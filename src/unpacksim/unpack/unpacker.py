@@ -7,14 +7,15 @@ each citing the Go lines it mirrors, with the same control flow, errors and labe
 1.6.20).  Every store call goes through the World's proxies, so each is traced, timed, a
 scheduling point and a fault site.
 
-Structure (Go line numbers are those of ``reference/unpacker.go``):
+Structure (Go line numbers are those of ``unpacker.go`` at ``03ab1b2cac``, the file
+``reference/unpacker.go`` shows):
 
-- :meth:`Unpacker.wrap` is ``handlerWrapper`` (L318-L371): split layers from non-layers at a
+- :meth:`Unpacker.wrap` is ``handlerWrapper`` (L307-L363): split layers from non-layers at a
   manifest, start one unpack per config that has layers.
-- :meth:`Unpacker.unpack` is ``unpack`` (L80-L286): read the config, then per layer
-  :meth:`_LayerRun.run` (the ``EachLayer`` body, L121-L230), then the config's GC label and
+- :meth:`Unpacker.unpack` is ``unpack`` (L76-L276): read the config, then per layer
+  :meth:`_LayerRun.run` (the ``EachLayer`` body, L115-L231), then the config's GC label and
   the seed's ``DiscardContent``.
-- :meth:`Unpacker.fetch_layers` is ``fetch`` (L288-L316), started lazily once.
+- :meth:`Unpacker.fetch_layers` is ``fetch`` (L278-L305), started lazily once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from unpacksim.model.content import Info
 from unpacksim.model.digest import chain_ids as compute_chain_ids
 from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound
+from unpacksim.model.filters import go_quote
 from unpacksim.model.labels import (
     GC_REF_CONTENT,
     SNAPSHOT_REF,
@@ -46,18 +48,13 @@ from unpacksim.unpack.session import Session
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context
 
-__all__ = ["Unpacker", "cleanup_context", "go_quote"]
+__all__ = ["Unpacker", "cleanup_context", "config_diff_ids"]
 
 Proc = Generator[Any, Any, Any]
 
 
-def go_quote(s: str) -> str:
-    """Go's ``%q`` for the printable ASCII strings the unpacker quotes (keys, digests)."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 class Unpacker:
-    """``newUnpacker`` + ``handlerWrapper`` state for one pull (L58-L78, L318-L327).
+    """``newUnpacker`` + ``handlerWrapper`` state for one pull (L57-L74, L307-L318).
 
     ``group`` is the unpack errgroup (``errgroup.WithContext(uctx)``); Pull waits on it.
     ``limiter`` is nil at the seed (``u.limiter`` is never set, #6054) and bounds the layer
@@ -75,7 +72,7 @@ class Unpacker:
         self.unpacks = 0
         self.group, self.uctx = ErrGroup.with_context(uctx)
 
-    # --- handlerWrapper (L318-L371) --------------------------------------------------------
+    # --- handlerWrapper (L307-L363) --------------------------------------------------------
 
     def wrap(self, f: Handler) -> Handler:
         """The wrapper Pull installs outermost: ``handlerWrapper``'s returned func."""
@@ -103,7 +100,7 @@ class Unpacker:
         layers: dict[str, list[Descriptor]],
         parents: dict[str, Descriptor],
     ) -> list[Descriptor]:
-        # L336-L355: layers are handled after the config; only non-layers are returned.
+        # L326-L347: layers are handled after the config; only non-layers are returned.
         manifest_layers = [c for c in found if is_layer_type(c.media_type)]
         non_layers = [c for c in found if not is_layer_type(c.media_type)]
         for nl in non_layers:
@@ -118,7 +115,7 @@ class Unpacker:
         layers: dict[str, list[Descriptor]],
         parents: dict[str, Descriptor],
     ) -> None:
-        # L356-L366: one unpack per config with layers, given the *un-wrapped* handler f.
+        # L348-L359: one unpack per config with layers, given the *un-wrapped* handler f.
         found = layers.get(config.digest, [])
         if not found:
             return
@@ -129,7 +126,7 @@ class Unpacker:
             name=f"{self.session.name}/unpack:{config.digest[7:19]}",
         )
 
-    # --- unpack (L80-L286) -----------------------------------------------------------------
+    # --- unpack (L76-L276) -----------------------------------------------------------------
 
     def unpack(
         self,
@@ -159,7 +156,7 @@ class Unpacker:
     ) -> Proc:
         diff_ids = yield from self._read_diff_ids(ctx, config, len(layers))
         log.chain_ids = compute_chain_ids(diff_ids)
-        # L116-L119: cancel any ongoing fetch when unpack returns, whichever way.
+        # L110-L113: cancel any ongoing fetch when unpack returns, whichever way.
         ctx, cancel = ctx.with_cancel()
         fetch = _FetchState()
         try:
@@ -174,13 +171,9 @@ class Unpacker:
             cancel()
 
     def _read_diff_ids(self, ctx: Context, config: Descriptor, n_layers: int) -> Proc:
-        # L88-L101: ReadBlob(config), unmarshal, compare the layer count.
+        # L84-L96: ReadBlob(config), unmarshal, compare the layer count.
         blob = yield from self.session.world.content.read_blob(ctx, config)
-        try:
-            doc = json.loads(blob)
-            diff_ids = list(doc["rootfs"]["diff_ids"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise GoError(f"unmarshal image config: {exc}") from None
+        diff_ids = config_diff_ids(blob)
         if n_layers != len(diff_ids):
             raise GoError(
                 f"number of layers and diffIDs don't match: {n_layers} != {len(diff_ids)}"
@@ -188,7 +181,7 @@ class Unpacker:
         return diff_ids
 
     def _label_config(self, ctx: Context, config: Descriptor, top: str) -> Proc:
-        # L232-L243: gc.ref.snapshot.<snapshotter> = top chain ID, even if all were skipped.
+        # L233-L244: gc.ref.snapshot.<snapshotter> = top chain ID, even if all were skipped.
         key = snapshot_gc_label(self.snapshotter)
         yield from update_labels(self.session.world, ctx, config.digest, {key: top})
 
@@ -200,7 +193,7 @@ class Unpacker:
     def _discard_content(
         self, ctx: Context, manifest: Descriptor, layers: list[Descriptor]
     ) -> Proc:
-        # L250-L272 (seed only): blank the manifest's content labels that name a layer.
+        # L250-L273 (seed only): blank the manifest's content labels that name a layer.
         content = self.session.world.content
         layer_digests = {d.digest for d in layers}
         info = yield from content.info(ctx, manifest.digest)
@@ -214,7 +207,7 @@ class Unpacker:
         # with the ones just read (a write that changes nothing), as Go does.
         yield from content.update(ctx, Info(manifest.digest, labels=labels), *paths)
 
-    # --- fetch (L288-L316) -----------------------------------------------------------------
+    # --- fetch (L278-L305) -----------------------------------------------------------------
 
     def fetch_layers(
         self,
@@ -285,6 +278,30 @@ class Unpacker:
         return lambda: suppressor.unlock(key)
 
 
+def config_diff_ids(blob: bytes) -> list[str]:
+    """``json.Unmarshal`` into ``ocispec.Image``, then ``RootFS.DiffIDs``.
+
+    A missing ``rootfs`` or ``diff_ids`` is an empty list, as in Go.  The message of a JSON
+    error is Python's, not Go's (the prefix is Go's).
+
+    Raises:
+        GoError: "unmarshal image config: ..." (invalid JSON, or a field of the wrong type).
+    """
+    try:
+        doc = json.loads(blob)
+    except ValueError as exc:
+        raise GoError(f"unmarshal image config: {exc}") from None
+    rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(doc, dict) or not isinstance(rootfs, dict | None):
+        raise GoError("unmarshal image config: json: cannot unmarshal into ocispec.Image")
+    if diff_ids is None:
+        return []
+    if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+        raise GoError("unmarshal image config: json: cannot unmarshal diff_ids into []Digest")
+    return diff_ids
+
+
 def _noop(*_: object) -> None:
     return None
 
@@ -298,7 +315,7 @@ def cleanup_context(ctx: Context) -> tuple[Context, Callable[..., None]]:
 
 @dataclass
 class _FetchState:
-    """The lazily created fetch (L107-L111): ``fetchOffset``, ``fetchC``, ``fetchErr``."""
+    """The lazily created fetch state (L105-L107): ``fetchOffset``, ``fetchC``, ``fetchErr``."""
 
     offset: int = 0
     done: list[Channel] = field(default_factory=list)
@@ -306,7 +323,7 @@ class _FetchState:
 
 
 class _LayerRun:
-    """One iteration of ``EachLayer`` (L121-L230): the steps for layer ``i``."""
+    """One iteration of ``EachLayer`` (L115-L231): the steps for layer ``i``."""
 
     def __init__(
         self,
@@ -360,7 +377,7 @@ class _LayerRun:
             return
         yield from self.label_uncompressed(diff)
 
-    # Step: Stat by chain ID (L126-L131; removed by d7f83034c).
+    # Step: Stat by chain ID (L121-L126; removed by d7f83034c).
     def stat_chain(self) -> Generator[Any, Any, bool]:
         try:
             yield from self.sn.stat(self.ctx, self.chain_id)
@@ -370,7 +387,7 @@ class _LayerRun:
             raise wrap(exc, f"failed to stat snapshot {self.chain_id}") from None
         return True
 
-    # Step: snapshot labels (L133-L138): inherited annotations plus snapshot.ref.
+    # Step: snapshot labels (L128-L133): inherited annotations plus snapshot.ref.
     def snapshot_labels(self) -> dict[str, str]:
         labels = filter_inherited_labels(self.desc.annotations)
         labels[SNAPSHOT_REF] = self.chain_id
@@ -382,7 +399,7 @@ class _LayerRun:
             return f"extract {self.chain_id}"
         return f"extract-{self.u.session.unique_part()} {self.chain_id}"
 
-    # Step: Prepare, three tries on AlreadyExists (L146-L172).
+    # Step: Prepare, three tries on AlreadyExists (L135-L166).
     def prepare(self) -> Generator[Any, Any, Any]:
         """The mounts of the new extraction snapshot, or None when the layer is skipped."""
         last: ContainerdError | None = None
@@ -410,10 +427,11 @@ class _LayerRun:
         raise wrap(last, "unable to prepare extraction snapshot")
 
     def stat_after_exists(self) -> Generator[Any, Any, bool]:
-        # L151-L162: Stat on AlreadyExists; found -> continue EachLayer; NotFound -> retry.
+        # L146-L156: Stat on AlreadyExists; found -> continue EachLayer; NotFound -> retry.
         return (yield from self.stat_chain())
 
-    # Step: abort (L174-L179): Remove the key; errors are only logged.
+    # Step: abort (L168-L173): Remove the key; errors are only logged.  At the seed it is
+    # called after Apply and Commit failures only; 8017daa12 adds the wait's two exits.
     def abort(self) -> Proc:
         ctx, stop = self.ctx, _noop
         if self.era.cleanup_ctx_detached:
@@ -427,7 +445,7 @@ class _LayerRun:
             stop()
         self.log.aborted.append(AbortRecord(self.key, self.chain_id, outcome))
 
-    # Step: lazy fetch start, once per unpack (L181-L197).
+    # Step: lazy fetch start, once per unpack (L175-L190).
     def start_fetch(self) -> None:
         fetch = self.fetch
         if fetch.err is not None:
@@ -451,7 +469,7 @@ class _LayerRun:
             yield from fetch_err.send(err)
         fetch_err.close()
 
-    # Step: wait for cancellation, a fetch error, or this layer's download (L199-L208).
+    # Step: wait for cancellation, a fetch error, or this layer's download (L192-L200).
     def wait_for_layer(self) -> Proc:
         assert self.fetch.err is not None
         ready = self.fetch.done[self.i - self.fetch.offset]
@@ -467,7 +485,7 @@ class _LayerRun:
                 yield from self.abort()
             raise value
 
-    # Step: Apply with the diff ID check (L210-L218).
+    # Step: Apply with the diff ID check (L202-L210).
     def apply(self, mounts: Any) -> Proc:
         try:
             diff = yield from self.world.applier.apply(self.ctx, self.desc, mounts)
@@ -482,7 +500,7 @@ class _LayerRun:
         self.log.applied.append(self.chain_id)
         return diff
 
-    # Step: Commit, AlreadyExists tolerated (L220-L226).
+    # Step: Commit, AlreadyExists tolerated (L212-L218).
     def commit(self) -> Generator[Any, Any, bool]:
         try:
             yield from self.sn.commit(self.ctx, self.chain_id, self.key, labels=dict(self.labels))
@@ -495,7 +513,7 @@ class _LayerRun:
         self.log.committed.append(self.chain_id)
         return True
 
-    # Step: the uncompressed label (L228-L238), only for layers this unpack applied.
+    # Step: the uncompressed label (L220-L230), only for layers this unpack applied.
     def label_uncompressed(self, diff: Descriptor) -> Proc:
         yield from update_labels(
             self.world, self.ctx, self.desc.digest, {UNCOMPRESSED: diff.digest}
@@ -503,7 +521,7 @@ class _LayerRun:
 
 
 def _select_layer(ctx: Context, fetch_err: Channel, done: Channel) -> Proc:
-    """The ``select`` of L199-L208 through the sim's select (the chooser orders ready cases).
+    """The ``select`` of L192-L200 through the sim's select (the chooser orders ready cases).
 
     Returns ``("ctx", None)``, ``("err", error or None)`` or ``("done", None)``.
     """
