@@ -193,3 +193,30 @@ def test_clock_follows_simulated_time() -> None:
     env = Environment()
     env.run(until=3.5)
     assert env.clock.now() == 3.5
+
+
+class _Steering(BaseException):
+    """Stands for Hypothesis's StopTest: a BaseException whose args do not rebuild it."""
+
+    def __init__(self, counter: int) -> None:
+        super().__init__(repr(counter))
+        self.counter = counter
+
+
+def test_base_exception_from_a_process_arrives_unchanged() -> None:
+
+    import pytest
+
+    from unpacksim.sim.env import Environment
+
+    env = Environment()
+    raised = _Steering(48)
+
+    def proc() -> Generator[Any, Any, None]:
+        yield env.timeout(1)
+        raise raised
+
+    env.process(proc())
+    with pytest.raises(_Steering) as info:
+        env.run()
+    assert info.value is raised

@@ -282,8 +282,13 @@ class Environment(simpy.Environment):
             self.schedule(event, EventPriority(-1))
             raise
         if not event._ok and not hasattr(event, "_defused"):
-            exc = type(event._value)(*event._value.args)
-            exc.__cause__ = event._value
+            value = event._value
+            if not isinstance(value, Exception):
+                # BaseExceptions that steer the caller (Hypothesis's StopTest, KeyboardInterrupt)
+                # must arrive as themselves: a copy made from their args is not recognised.
+                raise value
+            exc = type(value)(*value.args)
+            exc.__cause__ = value
             raise exc
 
     def _from_batch(self) -> simpy.Event | None:
