@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import enum
+import json
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -33,6 +35,8 @@ __all__ = [
     "CommandParser",
     "ExitCode",
     "UsageError",
+    "add_faults_command",
+    "add_presets_command",
     "add_report_command",
     "build_parser",
     "main",
@@ -125,10 +129,110 @@ def add_report_command(subparsers: argparse._SubParsersAction[CommandParser]) ->
     parser.set_defaults(handler=_report)
 
 
+# --- unpacksim presets, unpacksim faults -----------------------------------------------------
+
+
+def _print_json(data: object) -> None:
+    _write_output(json.dumps(data, indent=2, ensure_ascii=False) + "\n", None)
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from unpacksim.unpack.eras import DEFAULT_PRESET, PRESETS
+    from unpacksim.unpack.interface import resolve
+
+    rows = []
+    for name, era in PRESETS.items():
+        impl = resolve(name)
+        flags = {k: v for k, v in era.flags().items() if k != "name"}
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_PRESET,
+                "description": impl.description,
+                "flags": flags,
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return ExitCode.OK
+    lines = []
+    for row in rows:
+        mark = " (default)" if row["default"] else ""
+        lines.append(f"{row['name']}{mark}: {row['description']}")
+        flags = row["flags"]
+        assert isinstance(flags, dict)
+        text = ", ".join(f"{k}={_flag_text(v)}" for k, v in flags.items())
+        lines += textwrap.wrap(text, 96, initial_indent="    ", subsequent_indent="    ")
+    _write_output("\n".join(lines) + "\n", None)
+    return ExitCode.OK
+
+
+def _flag_text(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def add_presets_command(subparsers: argparse._SubParsersAction[CommandParser]) -> None:
+    """``unpacksim presets [--json]``: the era presets and the flags each sets."""
+    parser = subparsers.add_parser(
+        "presets",
+        help="list the era presets (registered implementations) and their flags",
+        description="List the containerd era presets with the era flags each sets.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.set_defaults(handler=_presets)
+
+
+def _faults(args: argparse.Namespace) -> int:
+    from unpacksim.sim.faults import sites
+
+    rows = []
+    for site in sites():
+        rows.append(
+            {
+                "name": site.name,
+                "kind": "error" if site.is_error_site else "effect",
+                "description": site.description,
+                "errors": [{"class": c.__name__, "message": t} for c, t in site.errors],
+                "effect": site.effect,
+                "mirrors": site.mirrors,
+            }
+        )
+    if args.json:
+        _print_json(rows)
+        return ExitCode.OK
+    lines = []
+    for row in rows:
+        lines.append(f"{row['name']} ({row['kind']}): {row['description']}")
+        for err in row["errors"]:
+            assert isinstance(err, dict)
+            lines.append(f"    raises {err['class']}: {err['message']}")
+        if row["effect"]:
+            lines.append(f"    effect: {row['effect']}")
+        if row["mirrors"]:
+            lines.append(f"    mirrors: {row['mirrors']}")
+    _write_output("\n".join(lines) + "\n", None)
+    return ExitCode.OK
+
+
+def add_faults_command(subparsers: argparse._SubParsersAction[CommandParser]) -> None:
+    """``unpacksim faults [--json]``: the registered fault sites."""
+    parser = subparsers.add_parser(
+        "faults",
+        help="list the fault sites a search can activate",
+        description="List the registered fault sites: what each injects and what it mirrors.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON for machines")
+    parser.set_defaults(handler=_faults)
+
+
 # --- the command line ------------------------------------------------------------------------
 
 #: The functions that add each subcommand, in ``--help`` order.
-COMMANDS: list[Callable[[argparse._SubParsersAction[CommandParser]], None]] = [add_report_command]
+COMMANDS: list[Callable[[argparse._SubParsersAction[CommandParser]], None]] = [
+    add_report_command,
+    add_presets_command,
+    add_faults_command,
+]
 
 #: The errors :func:`main` turns into one line on stderr and exit code 2.
 EXPECTED_ERRORS: tuple[type[Exception], ...] = (UsageError, ReportFileError)

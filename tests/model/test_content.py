@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from unpacksim.model.clock import ManualClock
-from unpacksim.model.content import INGEST_EXPIRY, ContentStore, Info, write_blob
-from unpacksim.model.context import Ctx
+from unpacksim.model.content import (
+    INGEST_EXPIRY,
+    ContentStore,
+    Info,
+    Status,
+    copy_content,
+    write_blob,
+)
+from unpacksim.model.context import Ctx, ModelContext
 from unpacksim.model.db import DB
 from unpacksim.model.digest import digest_of
 from unpacksim.model.errdefs import (
@@ -96,6 +103,21 @@ def test_malformed_digests_are_invalid_argument(store: ContentStore, bad: str, r
         store.delete(CTX, bad)
 
 
+def test_a_malformed_digest_wins_over_a_missing_namespace(store: ContentStore) -> None:
+    # contentserver.go validates the digest before metadata/content.go calls
+    # namespaces.NamespaceRequired, so a client sees InvalidArgument first.
+    no_ns = Ctx("")
+    for call in (
+        lambda: store.info(no_ns, "nonsense"),
+        lambda: store.update(no_ns, Info("nonsense")),
+        lambda: store.delete(no_ns, "nonsense"),
+    ):
+        with pytest.raises(InvalidArgument):
+            call()
+    with pytest.raises(FailedPrecondition, match="namespace is required"):
+        store.delete(no_ns, DIGEST)
+
+
 def test_bad_filters_are_invalid_argument(store: ContentStore) -> None:
     with pytest.raises(InvalidArgument, match=r"\[labels\. >\|/\|< x\]"):
         store.walk(CTX, lambda info: None, "labels./x")
@@ -165,6 +187,20 @@ def test_an_ingest_collected_under_an_open_writer_fails_its_commit(store: Conten
     with pytest.raises(Unknown, match="no such file or directory"):
         w.commit(CTX, 0, "")
     assert DIGEST not in store.db.namespace("ns1").content
+
+
+def test_an_existing_blob_wins_over_an_ingest_collected_under_the_writer(
+    store: ContentStore,
+) -> None:
+    # content/local/writer.go Commit stats the target blob before it renames the data file:
+    # AlreadyExists, which the metadata writer tolerates, so the namespace gets the blob.
+    write_blob(Ctx("ns2"), store, "other", DATA, DESC)
+    w = store.writer(CTX, ref="r")
+    w.write(DATA)
+    store.backend.backend_abort("ns1/1/r")
+    w.commit(CTX, 0, "")
+    assert store.info(CTX, DIGEST).size == len(DATA)
+    assert store.backend.backend_ingests() == []
 
 
 def test_resume_with_another_total_starts_afresh(store: ContentStore) -> None:
@@ -357,3 +393,67 @@ def test_backend_protocol_lists_sorted(store: ContentStore) -> None:
     store.backend.backend_abort("ns1/1/aa")
     assert store.backend.backend_ingests() == ["ns1/1/zz"]
     store.backend.backend_abort("never")  # no error, as os.RemoveAll
+
+
+# --- content.Copy (content/helpers.go) -------------------------------------------------------
+
+
+class _ReaderAtOnly:
+    """A source with ``read`` and ``read_at`` but no ``seek`` (an ``io.ReaderAt``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        end = len(self._data) if size < 0 else self._pos + size
+        chunk = self._data[self._pos : end]
+        self._pos += len(chunk)
+        return chunk
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        return self._data[offset : offset + size]
+
+
+def test_copy_resumes_a_reader_at_through_a_section_of_size_bytes(store: ContentStore) -> None:
+    # seekReader: io.NewSectionReader(ra, offset, size) reads up to offset+size, so a source
+    # longer than the blob hands the writer more than the rest, and the commit catches it.
+    w = store.writer(CTX, ref="r", desc=DESC)
+    w.write(DATA[:4])
+    with pytest.raises(FailedPrecondition) as info:
+        copy_content(CTX, w, _ReaderAtOnly(DATA + b"extra"), len(DATA), DIGEST)
+    assert str(info.value) == (
+        f'failed commit on ref "r": "r" failed size validation: {len(DATA) + 4} != '
+        f"{len(DATA)}: failed precondition"
+    )
+
+
+class _BrokenWriter:
+    """A writer whose writes fail, as a shared writer's does when its ref is locked."""
+
+    def write(self, data: bytes) -> int:
+        raise Unavailable("ref ns1/1/r locked")
+
+    def digest(self) -> str:
+        return digest_of(b"")
+
+    def status(self) -> Status:
+        return Status("r")
+
+    def truncate(self, size: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def commit(
+        self, ctx: ModelContext, size: int, expected: str, *, labels: dict[str, str] | None = None
+    ) -> None:
+        raise AssertionError("commit after a failed copy")
+
+
+def test_copy_wraps_a_failed_write_as_failed_to_copy() -> None:
+    # content.Copy: errors.Wrap(err, "failed to copy") around copyWithBuffer.
+    with pytest.raises(Unavailable) as info:
+        copy_content(CTX, _BrokenWriter(), DATA, len(DATA), DIGEST)
+    assert str(info.value) == "failed to copy: ref ns1/1/r locked: unavailable"

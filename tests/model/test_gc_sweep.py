@@ -8,6 +8,7 @@ import pytest
 
 from unpacksim.model import gc
 from unpacksim.model.clock import ManualClock
+from unpacksim.model.context import Ctx
 from unpacksim.model.db import (
     DB,
     BlobRecord,
@@ -21,6 +22,7 @@ from unpacksim.model.db import (
 from unpacksim.model.digest import digest_of
 from unpacksim.model.errdefs import FailedPrecondition, Unavailable
 from unpacksim.model.oci import Descriptor
+from unpacksim.model.snapshots import MemorySnapshotter, MetadataSnapshotter
 
 NS = "test"
 C = gc.ResourceType.CONTENT
@@ -235,6 +237,61 @@ def test_snapshot_sweep_keeps_unreferenced_parent_of_kept_child() -> None:
     report = gc.sweep_snapshot_backend(s.db, "native")
     assert report.kept_snapshots == (("native", base),)
     assert report.removed_snapshots == () and base in s.native.tree
+
+
+class PermissiveSnapshots(FakeSnapshots):
+    """A backend that removes a snapshot even while it has children."""
+
+    def backend_remove(self, backend_key: str) -> None:
+        self.removed.append(backend_key)
+        del self.tree[backend_key]
+
+
+def test_snapshot_sweep_relies_on_the_backend_to_refuse_parents_of_kept_children() -> None:
+    # metadata/snapshot.go pruneBranch calls Remove on every unreferenced node, children
+    # first, and only tolerates FailedPrecondition: it never checks for children itself.
+    s = Store()
+    s.native = PermissiveSnapshots()
+    s.db.snapshot_backends["native"] = s.native
+    base = s.snapshot("base")
+    child = s.snapshot("child", "base")
+    del s.ns.snapshots["native"]["base"]  # the child still references base in the backend
+    report = gc.sweep_snapshot_backend(s.db, "native")
+    assert s.native.removed == [base]
+    assert report.removed_snapshots == (("native", base),) and report.kept_snapshots == ()
+    assert list(s.native.tree) == [child]
+
+
+def test_snapshot_sweep_removes_in_the_backend_walk_order() -> None:
+    # walkTree collects roots and children in the order the backend's Walk reports them: the
+    # native snapshotter walks its bolt bucket, in key (byte) order.
+    db = DB(ManualClock(10.0))
+    sn = MetadataSnapshotter(db, "native", MemorySnapshotter(clock=db.clock))
+    ctx = Ctx(NS)
+    for i in range(1, 11):
+        sn.prepare(ctx, f"k{i}")
+        sn.remove(ctx, f"k{i}")
+    report = gc.collect(db).backends
+    keys = [key for _, key in report.removed_snapshots]
+    assert keys[:3] == [f"{NS}/1/k1", f"{NS}/10/k10", f"{NS}/2/k2"]
+    assert keys == sorted(keys) and len(keys) == 10
+
+
+def test_a_parent_keeps_the_stale_child_link_gc_left() -> None:
+    # metadata/gc.go remove() deletes only the child's bucket; the "children" bucket lives
+    # under the parent's record (metadata/snapshot.go createSnapshot/Commit), so the link to
+    # the collected child stays and metadata Remove of the parent refuses for ever after.
+    db = DB(ManualClock(10.0))
+    sn = MetadataSnapshotter(db, "native", MemorySnapshotter(clock=db.clock))
+    ctx = Ctx(NS)
+    sn.prepare(ctx, "base-a")
+    sn.commit(ctx, "base", "base-a", labels={"containerd.io/gc.root": "x"})
+    sn.prepare(ctx, "extract-1", "base")  # abandoned: nothing references it
+    gc.collect(db)
+    records = db.namespace(NS).snapshotter("native")
+    assert list(records) == ["base"] and records["base"].children == {"extract-1": None}
+    with pytest.raises(FailedPrecondition, match="cannot remove snapshot with child"):
+        sn.remove(ctx, "base")
 
 
 def test_snapshot_sweep_skips_subtrees_without_walked_root() -> None:

@@ -68,6 +68,34 @@ def test_create_get_update_delete(store: ImageStore, clock: ManualClock) -> None
         assert str(info.value) == 'image "docker.io/library/a:1": not found'
 
 
+def test_the_record_keeps_only_the_target_fields_bolt_stores(store: ImageStore) -> None:
+    # metadata/images.go writeImage stores digest, media type, size and annotations; Create
+    # and Update return the image they were given, Get what readImage reads back.
+    amd64 = Platform("linux", "amd64")
+    target = replace(TARGET, platform=amd64, annotations={"a": "1", "e": ""})
+    created = store.create(CTX, Image("a", target))
+    assert (created.target.platform, created.target.annotations) == (amd64, {"a": "1"})
+    got = store.get(CTX, "a")
+    assert (got.target.platform, got.target.annotations) == (None, {"a": "1"})
+    assert got.target == replace(TARGET, platform=None)
+    updated = store.update(CTX, Image("a", target), "target")
+    assert updated.target.platform == amd64
+    assert store.get(CTX, "a").target.platform is None
+    kept = store.update(CTX, Image("a", target, {"k": "v"}), "labels.k")
+    assert (kept.target.platform, kept.labels) == (None, {"k": "v"})
+
+
+def test_label_size_is_counted_in_bytes(store: ImageStore) -> None:
+    # labels.Validate: len(k)+len(v) in bytes; "é" is two bytes in UTF-8.
+    with pytest.raises(InvalidArgument) as info:
+        store.create(CTX, Image("a", TARGET, {"ké": "é" * 2047}))
+    assert str(info.value) == (
+        "image.Labels: label key and value greater than maximum size (4096 bytes), "
+        "key: ké: invalid argument"
+    )
+    store.create(CTX, Image("a", TARGET, {"k": "é" * 2047}))  # 4095 bytes
+
+
 def test_create_twice_is_already_exists(store: ImageStore) -> None:
     store.create(CTX, Image("a", TARGET))
     with pytest.raises(AlreadyExists) as info:

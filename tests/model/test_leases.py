@@ -125,6 +125,24 @@ def test_resource_types_are_validated(lm: LeaseManager) -> None:
         lm.add_resource(CTX, "non-found", ("snapshots/overlayfs", "x"))
 
 
+def test_empty_names_are_refused_as_bolt_refuses_them(lm: LeaseManager) -> None:
+    # metadata/leases.go AddResource: CreateBucketIfNotExists("snapshots", <snapshotter>) and
+    # Put(<id>); bolt requires non-empty bucket names and keys.
+    lm.create(CTX, id="l1")
+    for resource, message in [
+        (("snapshots/", "k"), "bucket name required"),
+        (("snapshots/native", ""), "key required"),
+        (("ingests", ""), "key required"),
+    ]:
+        with pytest.raises(Unknown) as info:
+            lm.add_resource(CTX, "l1", resource)
+        assert str(info.value) == f"{message}: unknown"
+    with pytest.raises(InvalidArgument, match="invalid content resource id : "):
+        lm.add_resource(CTX, "l1", ("content", ""))
+    assert lm.list_resources(CTX, "l1") == []
+    lm.delete_resource(CTX, "l1", ("snapshots/", "k"))  # DeleteResource finds no bucket: fine
+
+
 def test_resources_list_in_bolt_order_and_delete_marks_dirty(lm: LeaseManager, db: DB) -> None:
     lm.create(CTX, id="l1")
     for resource in [

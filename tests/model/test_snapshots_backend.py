@@ -28,6 +28,33 @@ def chain(sn: MemorySnapshotter, *names: str) -> None:
         parent = name
 
 
+def test_a_fresh_backend_has_no_buckets(sn: MemorySnapshotter) -> None:
+    # snapshots/storage withBucket: NotFound "bucket does not exist" until the first create
+    # commits (a refused create rolls the buckets back).
+    with pytest.raises(NotFound):
+        sn.prepare(CTX, "x", "gone")
+    calls: list[tuple[Callable[[], object], str]] = [
+        (lambda: sn.stat(CTX, "k"), "bucket does not exist"),
+        (lambda: sn.usage(CTX, "k"), "bucket does not exist"),
+        (lambda: sn.update(CTX, Info("k")), "bucket does not exist"),
+        (lambda: sn.commit(CTX, "n", "k"), "bucket does not exist"),
+        (lambda: sn.mounts(CTX, "k"), "failed to get snapshot mount: bucket does not exist"),
+        (lambda: sn.remove(CTX, "k"), "failed to remove: bucket does not exist"),
+        (lambda: sn.walk(CTX, lambda c, i: None), "bucket does not exist"),
+    ]
+    for call, message in calls:
+        with pytest.raises(NotFound) as info:
+            call()
+        assert str(info.value) == f"{message}: not found"
+    with pytest.raises(InvalidArgument):  # the filter is parsed first
+        sn.walk(CTX, lambda c, i: None, "name==")
+    sn.prepare(CTX, "a")
+    sn.remove(CTX, "a")
+    with pytest.raises(NotFound) as after:
+        sn.stat(CTX, "a")
+    assert str(after.value) == "snapshot does not exist: not found"
+
+
 def test_commit_keeps_the_id_and_ids_are_unique(sn: MemorySnapshotter) -> None:
     sn.prepare(CTX, "a", "")
     sn.prepare(CTX, "b", "")

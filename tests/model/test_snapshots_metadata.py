@@ -109,6 +109,23 @@ def test_records_name_backend_keys_per_namespace(w: World) -> None:
     assert w.backend.backend_tree() == [("default/2/c", "")]
 
 
+def test_backend_key_numbers_are_per_namespace_and_snapshotter(w: World) -> None:
+    # metadata/snapshot.go: NextSequence on the bucket v1/<ns>/snapshots/<snapshotter>.
+    overlay = MetadataSnapshotter(w.db, "overlayfs", MemorySnapshotter(clock=w.clock))
+    w.sn.prepare(CTX, "a")
+    w.sn.prepare(Ctx("ns2"), "a")
+    overlay.prepare(CTX, "a")
+    w.sn.prepare(CTX, "b")
+    w.sn.commit(Ctx("ns2"), "c", "a")
+    keys = [
+        w.db.namespace("default").snapshotter(SN)["a"].backend_key,
+        w.db.namespace("ns2").snapshotter(SN)["c"].backend_key,
+        w.db.namespace("default").snapshotter("overlayfs")["a"].backend_key,
+        w.db.namespace("default").snapshotter(SN)["b"].backend_key,
+    ]
+    assert keys == ["default/1/a", "ns2/2/c", "default/1/a", "default/2/b"]
+
+
 def test_a_namespace_is_required(w: World) -> None:
     with pytest.raises(FailedPrecondition, match="namespace is required"):
         w.sn.prepare(Ctx(""), "a")
@@ -182,6 +199,21 @@ def test_other_invalid_inputs(w: World) -> None:
         w.sn.prepare(CTX, "b", labels={"big": "x" * 4096})
     with pytest.raises(TypeError, match="snapshot keys are strings"):
         w.sn.prepare(CTX, 7)  # type: ignore[arg-type]
+
+
+def test_empty_keys_fail_where_bolt_refuses_them(w: World) -> None:
+    # metadata/snapshot.go: the empty key passes the first transaction and the backend, then
+    # bolt refuses it in the second (Put under a lease, else CreateBucket); the backend
+    # snapshot is cleaned up.  Commit's CreateBucket(name) refuses an empty name.
+    for ctx, message in ((CTX, "bucket name required"), (w.lease(), "key required")):
+        with pytest.raises(Unknown) as info:
+            w.sn.prepare(ctx, "")
+        assert str(info.value) == f"{message}: unknown"
+    assert w.records() == {} and w.backend.backend_tree() == []
+    w.sn.prepare(CTX, "a")
+    with pytest.raises(Unknown, match=r"^bucket name required: unknown$"):
+        w.sn.commit(CTX, "", "a")
+    assert list(w.records()) == ["a"]
 
 
 # -- create ----------------------------------------------------------------------------------------
@@ -388,7 +420,9 @@ class AlwaysExists(MemorySnapshotter):
 
 def test_backend_already_exists_without_a_match_or_a_target() -> None:
     db = DB()
-    sn = MetadataSnapshotter(db, SN, AlwaysExists(remote=True))
+    backend = AlwaysExists(remote=True)
+    backend.view(CTX, "unrelated")  # the backend's buckets exist: its Walk finds nothing
+    sn = MetadataSnapshotter(db, SN, backend)
     with pytest.raises(NotFound) as missing:
         sn.prepare(CTX, "k", labels={SNAPSHOT_REF: "t"})
     assert str(missing.value) == 'target snapshot "t" in backend: not found'
@@ -398,6 +432,14 @@ def test_backend_already_exists_without_a_match_or_a_target() -> None:
         "unexpected error from snapshotter: found target: already exists: unknown"
     )
     assert db.namespace("default").snapshotter(SN) == {}
+
+
+def test_a_walk_of_a_backend_that_never_created_anything_fails() -> None:
+    # snapshots/storage WalkInfo: the "v1" bucket is created by the first create.
+    sn = MetadataSnapshotter(DB(), SN, AlwaysExists(remote=True))
+    with pytest.raises(NotFound) as info:
+        sn.prepare(CTX, "k", labels={SNAPSHOT_REF: "t"})
+    assert str(info.value) == "failed walking backend snapshots: bucket does not exist: not found"
 
 
 def test_a_bad_target_fails_the_backend_walk_as_invalid_argument() -> None:
@@ -441,6 +483,12 @@ def test_commit_rolls_back_when_the_backend_refuses(w: World) -> None:
         w.sn.commit(CTX, "c", "v")
     assert w.records() == before
     assert w.db.namespace("default").snapshotter(SN)["base"].children == {"v": None}
+    # The rolled-back Commit used up no sequence number; Create's first transaction, which
+    # commits before the backend refuses, does (metadata/snapshot.go).
+    with pytest.raises(InvalidArgument, match="is not committed snapshot"):
+        w.sn.prepare(CTX, "x", "v")
+    w.sn.prepare(CTX, "y")
+    assert w.db.namespace("default").snapshotter(SN)["y"].backend_key == "default/5/y"
 
 
 def test_walk_reads_in_name_order_in_batches_and_tolerates_removal(w: World) -> None:

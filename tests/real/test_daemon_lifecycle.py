@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -71,7 +73,7 @@ def test_a_daemon_that_exits_while_starting_is_reported_and_cleaned_up(tmp_path:
 def test_a_daemon_that_never_becomes_healthy_is_killed(tmp_path: Path) -> None:
     binary = script(tmp_path, "hangs", "exec sleep 30")
     daemon = Daemon(DaemonConfig(binary=binary, start_timeout=0.3))
-    with pytest.raises(DaemonError, match="did not become healthy within 0.3s"):
+    with pytest.raises(DaemonError, match=r"did not become healthy within 0\.3s"):
         daemon.start()
     assert not daemon.running and daemon.wait(timeout=5)
     assert daemon.directory is not None and not daemon.directory.exists()
@@ -106,3 +108,29 @@ def test_missing_prerequisites_say_how_to_get_them(monkeypatch: pytest.MonkeyPat
     assert all(p in reason for p in APT_PACKAGES)
     if os.geteuid() != 0:
         assert "root" in reason
+
+
+def _pytest_without_tools(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    target = Path(__file__).with_name("test_daemon.py")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UNPACKSIM_")}
+    environ.update(PATH=str(tmp_path), **env)  # no containerd, no go on PATH
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "real", "-rs", "-q",
+         f"{target}::test_daemon_stops_when_the_block_raises"],
+        capture_output=True, text=True, env=environ, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_tier_skips_without_its_tools_and_says_why(tmp_path: Path) -> None:
+    done = _pytest_without_tools(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert "the real-containerd tier needs: the containerd binary" in done.stdout
+    assert "apt-get install" in done.stdout
+
+
+def test_the_tier_fails_without_its_tools_when_required(tmp_path: Path) -> None:
+    done = _pytest_without_tools(tmp_path, UNPACKSIM_REQUIRE_REAL="1")
+    assert done.returncode != 0
+    assert "the real-containerd tier needs" in done.stdout + done.stderr
+    assert "UNPACKSIM_REQUIRE_REAL" in done.stdout + done.stderr

@@ -56,7 +56,7 @@ def test_index_images_and_fault_targets() -> None:
 
 def test_bad_fault_targets_are_refused() -> None:
     built = build_images(make(PullStep((Pull("app:v1"),))))
-    with pytest.raises(ScenarioError, match="layer 5 .* has 2 layers"):
+    with pytest.raises(ScenarioError, match=r"layer 5 .* has 2 layers"):
         resolve_fault(Fault(Effect.ERROR, "app:v1", "layer", 5), built)
     with pytest.raises(ScenarioError, match="no index"):
         resolve_fault(Fault(Effect.ERROR, "app:v1", "index"), built)

@@ -159,14 +159,16 @@ class ContentStore:
     def info(self, ctx: ModelContext, digest: str) -> Info:
         """The blob's info in the context's namespace.
 
+        The digest is checked first (the gRPC content service does so before the metadata
+        store reads the namespace), so a malformed digest wins over a missing namespace.
+
         Raises:
             FailedPrecondition: no namespace in ``ctx``.
             InvalidArgument: ``digest`` is malformed ('"<digest>" failed validation').
             NotFound: the namespace has no such blob ("content digest <digest>").
         """
-        ns = self._ns(ctx)
-        self._validate(digest)
-        return _info(self._blob(ns, digest))
+        self._validate(digest)  # contentserver.go validates before the store sees the ctx
+        return _info(self._blob(self._ns(ctx), digest))
 
     def update(self, ctx: ModelContext, info: Info, *fieldpaths: str) -> Info:
         """Update the labels of ``info.digest``; returns the updated info.
@@ -180,9 +182,8 @@ class ContentStore:
                 ``labels.<key>`` ('cannot update "<path>" field on content info "<digest>"').
             NotFound: the namespace has no such blob ("content digest <digest>").
         """
-        ns = self._ns(ctx)
-        self._validate(info.digest)
-        record = self._blob(ns, info.digest)
+        self._validate(info.digest)  # contentserver.go, before the store sees the ctx
+        record = self._blob(self._ns(ctx), info.digest)
         labels = dict(record.labels)
         if not fieldpaths:
             labels = dict(info.labels)
@@ -227,10 +228,10 @@ class ContentStore:
             InvalidArgument: ``digest`` is malformed (go-digest's message, as contentserver).
             NotFound: the namespace has no such blob ("content digest <digest>").
         """
-        ns = self._ns(ctx)
-        error = go_digest_error(digest)
+        error = go_digest_error(digest)  # contentserver.go, before the store sees the ctx
         if error is not None:
             raise InvalidArgument(error)
+        ns = self._ns(ctx)
         self._blob(ns, digest)
         del ns.content[digest]
         unlease_resource(self.db, ctx, ("content", digest))

@@ -418,8 +418,10 @@ class LocalWriter:
         Raises:
             FailedPrecondition: the writer is closed ("cannot commit on closed writer"), or the
                 size or digest does not match ("unexpected commit size|digest ...").
-            AlreadyExists: the blob exists ("content <digest>"); the ingest is removed.
-            Unknown: the ingest vanished under the writer (aborted or collected meanwhile).
+            AlreadyExists: the blob exists ("content <digest>"); the ingest is removed.  This
+                wins over a vanished ingest.
+            Unknown: the ingest vanished under the writer (aborted or collected meanwhile) and
+                the blob does not exist.
         """
         try:
             self._commit(size, expected)
@@ -436,12 +438,16 @@ class LocalWriter:
         dgst = self.digest()
         if expected and expected != dgst:
             raise FailedPrecondition(f"unexpected commit digest {dgst}, expected {expected}")
+        # content/local/writer.go checks for the target blob before it renames the ingest's
+        # data file, so an existing blob wins over an ingest removed under the open writer.
+        if self._store.has_blob(dgst):
+            self._store.commit_ingest(self._ingest, dgst)  # removes the ingest directory
+            raise AlreadyExists(f"content {dgst}")
         if self._store.ingests.get(self.ref) is not self._ingest:
             root = self._store.ingest_root(self.ref)
             target = self._store.blob_path(dgst)
             raise Unknown(f"rename {root}/data {target}: no such file or directory")
-        if not self._store.commit_ingest(self._ingest, dgst):
-            raise AlreadyExists(f"content {dgst}")
+        self._store.commit_ingest(self._ingest, dgst)
 
 
 # --- content/helpers.go --------------------------------------------------------------------
@@ -496,6 +502,8 @@ def copy_content(
         FailedPrecondition: the commit's size or digest check failed ('failed commit on ref
             "<ref>": ...').
         Unknown: the reader could not be moved to the offset ("unable to resume write to ...").
+        ContainerdError: a write failed, wrapped "failed to copy" (as ``copyWithBuffer``'s
+            error in ``content.Copy``).
     """
     reader: Reader = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     status = writer.status()
@@ -504,8 +512,11 @@ def copy_content(
             reader = _seek_reader(reader, status.offset, size)
         except Unknown as exc:
             raise exc.wrapped(f"unable to resume write to {status.ref}") from None
-    while chunk := reader.read(_COPY_BUFFER):
-        writer.write(chunk)
+    try:
+        while chunk := reader.read(_COPY_BUFFER):
+            writer.write(chunk)
+    except ContainerdError as exc:
+        raise exc.wrapped("failed to copy") from None
     try:
         writer.commit(ctx, size, expected, labels=labels)
     except AlreadyExists:
@@ -541,7 +552,9 @@ def _seek_reader(reader: Reader, offset: int, size: int) -> Reader:
             raise Unknown(f"failed to seek to offset {offset}")
         return reader
     if callable(getattr(reader, "read_at", None)) and size > offset:
-        return _SectionReader(cast(_ReadAt, reader), offset, size)
+        # io.NewSectionReader(readerAt, offset, size): ``size`` bytes from ``offset`` on,
+        # so a source longer than ``size`` yields more than the rest of the blob.
+        return _SectionReader(cast(_ReadAt, reader), offset, offset + size)
     discarded = 0
     while discarded < offset:
         chunk = reader.read(min(_COPY_BUFFER, offset - discarded))

@@ -138,10 +138,24 @@ class NamespaceRecord:
     leases: dict[str, LeaseRecord] = field(default_factory=dict)
     images: dict[str, ImageRecord] = field(default_factory=dict)
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
+    #: The last sequence number each snapshotter's bucket handed out.  ``metadata/snapshot.go``
+    #: calls ``NextSequence`` on the bucket ``v1/<ns>/snapshots/<snapshotter>``, so backend
+    #: keys ``<ns>/<seq>/<key>`` are numbered per namespace and snapshotter.
+    snapshot_sequences: dict[str, int] = field(default_factory=dict)
 
     def snapshotter(self, name: str) -> dict[str, SnapshotRecord]:
         """The records of snapshotter ``name`` in this namespace (created empty on first use)."""
         return self.snapshots.setdefault(name, {})
+
+    def next_snapshot_sequence(self, snapshotter: str) -> int:
+        """Bolt's ``NextSequence`` on this namespace's bucket of ``snapshotter``.
+
+        Call it only when the transaction that uses the number commits: a rolled-back bolt
+        transaction does not use up a number.
+        """
+        seq = self.snapshot_sequences.get(snapshotter, 0) + 1
+        self.snapshot_sequences[snapshotter] = seq
+        return seq
 
 
 MutationListener = Callable[[bool], None]
@@ -179,11 +193,17 @@ class SnapshotBackend(Protocol):
     """
 
     def backend_tree(self) -> list[tuple[str, str]]:
-        """Every backend snapshot as (backend key, parent backend key or ""), creation order."""
+        """Every backend snapshot as (backend key, parent backend key or ""), in the order
+        the backend's Walk reports them (key order for ``snapshots/storage`` backends)."""
         ...
 
     def backend_remove(self, backend_key: str) -> None:
-        """Remove one backend snapshot (it has no children when the sweep calls this)."""
+        """Remove one backend snapshot.
+
+        The sweep also calls this for an unreferenced snapshot whose child stays: a backend
+        refuses that with FailedPrecondition ("cannot remove snapshot with child", as
+        ``snapshots/storage`` ``Remove`` does), and the sweep keeps the snapshot.
+        """
         ...
 
 
@@ -191,10 +211,13 @@ class DB:
     """The metadata database: namespaces, the dirty state GC reads, mutation callbacks.
 
     ``dirty`` counts deletions since the last collection (content Delete, snapshot Remove,
-    lease Delete, image Delete; ``metadata/db.go``); ``dirty_content`` and
-    ``dirty_snapshotters`` name the backends the next backend sweep must visit.
-    Every successful write calls :meth:`mutated`, which tells the listeners (the GC
-    scheduler) whether the write was a deletion.
+    lease Delete and DeleteResource, image Delete; ``metadata/db.go``); the GC's metadata
+    sweep resets it.  ``dirty_content`` and ``dirty_snapshotters`` name the backends the next
+    backend sweep must visit.  Every successful write transaction ends with
+    ``mutated(db.dirty > 0)``: the flag says whether any deletion happened since the last
+    collection (this write's own, if it deleted, or an earlier one), not whether this write
+    was a deletion.  ``metadata/db.go`` ``DB.Update`` reads ``m.dirty`` after the
+    transaction commits and passes ``dirty > 0`` to every mutation callback.
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
@@ -217,7 +240,11 @@ class DB:
         return ns
 
     def next_seq(self) -> int:
-        """A fresh, increasing sequence number (bolt's ``NextSequence``)."""
+        """A fresh, increasing DB-wide number.
+
+        Not bolt's numbering of snapshot keys: that is per namespace and snapshotter
+        (:meth:`NamespaceRecord.next_snapshot_sequence`).
+        """
         self._seq += 1
         return self._seq
 
@@ -237,6 +264,12 @@ class DB:
         self.dirty += 1
 
     def mutated(self, dirty: bool) -> None:
-        """Tell the listeners that a metadata write committed (``DB.Update``'s callback)."""
+        """Tell the listeners that a metadata write transaction committed.
+
+        ``dirty`` must be ``self.dirty > 0`` read after the write (so after any
+        ``mark_dirty*`` it made): whether a deletion happened since the last collection.
+        ``metadata/db.go`` ``DB.Update`` passes exactly that to its mutation callbacks; the
+        GC scheduler counts each such event as a deletion.
+        """
         for listener in list(self.listeners):
             listener(dirty)

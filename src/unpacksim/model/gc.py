@@ -374,8 +374,8 @@ class SweepReport:
     ``removed``: metadata records deleted.  ``targets``: the backends left dirty for the
     backend sweep.  ``removed_blobs`` / ``aborted_ingests``: content backend objects dropped.
     ``removed_snapshots``: (snapshotter, backend key) removed; ``kept_snapshots``:
-    unreferenced backend snapshots kept because a child stays (containerd's backend refuses
-    with FailedPrecondition and the sweep logs it).  ``errors``: backend errors that stopped
+    unreferenced backend snapshots whose Remove the backend refused with FailedPrecondition
+    (a child stays; containerd's sweep logs it and goes on).  ``errors``: backend errors that stopped
     a backend's sweep (containerd logs them; ``GarbageCollect`` still succeeds).
     """
 
@@ -503,12 +503,14 @@ def sweep_snapshot_backend(db: DB, snapshotter: str) -> SweepReport:
     """Remove backend snapshots no namespace references, children first (``garbageCollect``).
 
     Only snapshots reachable from a walked root (a backend snapshot without parent) are
-    visited, as in containerd's ``walkTree``.  An unreferenced snapshot with a child that
-    stays is kept (containerd's backend answers FailedPrecondition and the sweep logs it);
-    any other backend error stops the sweep and is reported.  Without a registered backend
-    of that name this does nothing.  containerd holds the metadata snapshotter's lock
-    exclusively while this runs, so no Prepare, Commit or Remove of that snapshotter may
-    be in progress.
+    visited, as in containerd's ``walkTree``.  Every unreferenced snapshot is handed to the
+    backend's Remove, children first (``pruneBranch``): the sweep itself does not check for
+    children but relies on the backend refusing to remove a snapshot that still has one
+    (``snapshots/storage`` ``Remove``: FailedPrecondition "cannot remove snapshot with
+    child"), which it logs and skips (``kept_snapshots``).  Any other backend error stops the
+    sweep and is reported.  Without a registered backend of that name this does nothing.
+    containerd holds the metadata snapshotter's lock exclusively while this runs, so no
+    Prepare, Commit or Remove of that snapshotter may be in progress.
     """
     backend = db.snapshot_backends.get(snapshotter)
     if backend is None:
@@ -519,18 +521,15 @@ def sweep_snapshot_backend(db: DB, snapshotter: str) -> SweepReport:
             if record.backend_key:
                 seen.add(record.backend_key)
     roots, children = _backend_children(backend.backend_tree())
-    gone: set[str] = set()
     removed: list[tuple[str, str]] = []
     kept: list[tuple[str, str]] = []
     for key in _post_order(roots, children):
         if key in seen:
             continue
-        if any(child not in gone for child in children.get(key, ())):
-            kept.append((snapshotter, key))
-            continue
         try:
             backend.backend_remove(key)
         except FailedPrecondition:
+            # pruneBranch: IsFailedPrecondition -> log "failed to remove snapshot", go on.
             kept.append((snapshotter, key))
             continue
         except ContainerdError as exc:
@@ -538,7 +537,6 @@ def sweep_snapshot_backend(db: DB, snapshotter: str) -> SweepReport:
             return SweepReport(
                 removed_snapshots=tuple(removed), kept_snapshots=tuple(kept), errors=(message,)
             )
-        gone.add(key)
         removed.append((snapshotter, key))
     return SweepReport(removed_snapshots=tuple(removed), kept_snapshots=tuple(kept))
 

@@ -209,10 +209,13 @@ def _validate_image(image: Image) -> None:
     if not image.name:
         raise InvalidArgument("image name must not be empty")
     for key, value in sorted(image.labels.items()):
-        if len(key) + len(value) > _LABEL_MAX:
+        # labels.Validate counts bytes (Go's len of a string) and shows the key's first 10.
+        raw_key = key.encode()
+        if len(raw_key) + len(value.encode()) > _LABEL_MAX:
+            shown = raw_key[:10].decode(errors="replace")
             raise InvalidArgument(
                 f"image.Labels: label key and value greater than maximum size "
-                f"({_LABEL_MAX} bytes), key: {key[:10]}"
+                f"({_LABEL_MAX} bytes), key: {shown}"
             )
     target = image.target
     error = go_digest_error(target.digest)
@@ -226,6 +229,25 @@ def _validate_image(image: Image) -> None:
 
 def _clean(mapping: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(mapping.items()) if v}
+
+
+def _written(image: Image, now: float, created_at: float) -> Image:
+    """``image`` as ``writeImage`` leaves it: empty labels and annotations dropped, times set.
+
+    boltutil.WriteLabels and WriteAnnotations delete the empty values from the caller's maps,
+    so what Create and Update return is cleaned too; the target keeps every field.
+    """
+    target = replace(image.target, annotations=_clean(image.target.annotations))
+    return replace(
+        image, target=target, labels=_clean(image.labels), created_at=created_at, updated_at=now
+    )
+
+
+def _record_of(image: Image) -> ImageRecord:
+    """What bolt keeps: ``writeImage`` stores only the target's digest, media type, size and
+    annotations, so a later Get returns no platform (``readImage``)."""
+    target = replace(image.target, platform=None)
+    return ImageRecord(image.name, target, dict(image.labels), image.created_at, image.updated_at)
 
 
 def _image(record: ImageRecord) -> Image:
@@ -302,6 +324,9 @@ class ImageStore:
     def create(self, ctx: ModelContext, image: Image) -> Image:
         """Create ``image``; its times are set now.  Empty label values are dropped.
 
+        Returns ``image`` as written (the whole target); the record keeps only the target's
+        digest, media type, size and annotations.
+
         Raises:
             FailedPrecondition: no namespace in ``ctx``.
             InvalidArgument: an empty name, an oversized label, or an invalid target
@@ -313,11 +338,10 @@ class ImageStore:
         if image.name in ns.images:
             raise AlreadyExists(f"image {go_quote(image.name)}")
         now = self.db.now()
-        target = replace(image.target, annotations=_clean(image.target.annotations))
-        record = ImageRecord(image.name, target, _clean(image.labels), now, now)
-        ns.images[image.name] = record
+        created = _written(image, now, now)
+        ns.images[image.name] = _record_of(created)
         self._committed()
-        return _image(record)
+        return created
 
     def update(self, ctx: ModelContext, image: Image, *fieldpaths: str) -> Image:
         """Update the image ``image.name`` from ``image``; returns the result.
@@ -325,6 +349,8 @@ class ImageStore:
         No field paths replace everything but the creation time.  Paths: ``labels``,
         ``labels.<key>``, ``annotations``, ``annotations.<key>`` (the target's) and
         ``target`` (replaced as a unit); a ``<key>`` absent from ``image`` is deleted.
+        Returns the image as written (with the given target's fields when the target came
+        from ``image``); the record keeps what :meth:`create` keeps.
 
         Raises:
             FailedPrecondition: no namespace in ``ctx``.
@@ -339,11 +365,15 @@ class ImageStore:
         record = self._record(ns, image.name)
         updated = _apply_fieldpaths(_image(record), image, fieldpaths) if fieldpaths else image
         _validate_image(updated)
-        record.target = replace(updated.target, annotations=_clean(updated.target.annotations))
-        record.labels = _clean(updated.labels)
-        record.updated_at = self.db.now()
+        result = _written(updated, self.db.now(), record.created_at)
+        stored = _record_of(result)
+        record.target, record.labels, record.updated_at = (
+            stored.target,
+            stored.labels,
+            stored.updated_at,
+        )
         self._committed()
-        return _image(record)
+        return result
 
     def delete(self, ctx: ModelContext, name: str) -> None:
         """Delete the image record and mark the DB dirty (content is left to GC).

@@ -186,9 +186,19 @@ class LeaseManager:
             FailedPrecondition: no namespace in ``ctx``.
             NotFound: no such lease ('lease "<id>"').
             InvalidArgument, NotImplementedYet: as :func:`validate_resource`.
+            Unknown: bolt refuses an empty name: "bucket name required" for
+                ``snapshots/`` with no snapshotter, "key required" for an empty id.
         """
         record = self._record(self._ns(ctx), id)
-        record.resources[validate_resource(resource)] = None
+        typ, ref = validate_resource(resource)
+        # metadata/leases.go AddResource creates a bucket per type part, then puts the id:
+        # bolt's CreateBucketIfNotExists("") and Put("") fail (ErrBucketNameRequired,
+        # ErrKeyRequired), plain errors that reach callers as Unknown.
+        if "" in typ.split("/")[1:]:
+            raise Unknown("bucket name required")
+        if not ref:
+            raise Unknown("key required")
+        record.resources[(typ, ref)] = None
         self._committed()
 
     def delete_resource(self, ctx: ModelContext, id: str, resource: Resource) -> None:

@@ -77,6 +77,9 @@ class MemorySnapshotter:
         self.remote_refs: dict[str, None] = {}
         self.closed = 0
         self._seq = 0
+        # snapshots/storage creates its bolt buckets in the first create that commits; until
+        # then every lookup fails with NotFound "bucket does not exist" (withBucket).
+        self._buckets = False
 
     # -- remote mode -----------------------------------------------------------------------
 
@@ -109,17 +112,21 @@ class MemorySnapshotter:
         """``storage.GetInfo``.
 
         Raises:
-            NotFound: "snapshot does not exist".
+            NotFound: "snapshot does not exist" ("bucket does not exist" before the first
+                create).
         """
+        self._require_buckets()
         return self._info(key, self._get(key, "snapshot does not exist"))
 
     def update(self, ctx: ModelContext, info: Info, *fieldpaths: str) -> Info:
         """``storage.UpdateInfo``: label rules of :func:`update_labels`; Updated moves.
 
         Raises:
-            NotFound: "snapshot does not exist".
+            NotFound: "snapshot does not exist" ("bucket does not exist" before the first
+                create).
             InvalidArgument: an immutable field path.
         """
+        self._require_buckets()
         snap = self._get(info.name, "snapshot does not exist")
         labels = update_labels(snap.labels, info, fieldpaths, info.name)
         snap.labels = write_labels(labels)
@@ -130,8 +137,10 @@ class MemorySnapshotter:
         """The recorded usage (this backend keeps no files, so zero unless set).
 
         Raises:
-            NotFound: "snapshot does not exist".
+            NotFound: "snapshot does not exist" ("bucket does not exist" before the first
+                create).
         """
+        self._require_buckets()
         return self._get(key, "snapshot does not exist").usage
 
     def mounts(self, ctx: ModelContext, key: str) -> list[Mount]:
@@ -141,6 +150,7 @@ class MemorySnapshotter:
             NotFound: the snapshot does not exist.
             FailedPrecondition: the snapshot is committed.
         """
+        self._require_buckets("failed to get snapshot mount: ")
         snap = self._get(key, "failed to get snapshot mount: snapshot does not exist")
         if snap.kind is Kind.COMMITTED:
             raise FailedPrecondition(
@@ -197,6 +207,7 @@ class MemorySnapshotter:
             AlreadyExists: ``name`` exists ("committed snapshot %v").
             FailedPrecondition: ``key`` is not active ("snapshot %q is not active").
         """
+        self._require_buckets()
         snap = self._get(key, "snapshot does not exist")
         if name in self.snapshots:
             raise AlreadyExists(f"failed to commit snapshot: committed snapshot {name}")
@@ -222,6 +233,7 @@ class MemorySnapshotter:
             NotFound: the snapshot does not exist.
             FailedPrecondition: it has children ("cannot remove snapshot with child").
         """
+        self._require_buckets("failed to remove: ")
         snap = self._get(key, f"failed to remove: snapshot {key}")
         if snap.children:
             raise FailedPrecondition("failed to remove: cannot remove snapshot with child")
@@ -237,8 +249,10 @@ class MemorySnapshotter:
 
         Raises:
             InvalidArgument: a filter does not parse.
+            NotFound: nothing was ever created ("bucket does not exist").
         """
         matcher = parse_filters(*filters)
+        self._require_buckets()
         infos = [self._info(key, self.snapshots[key]) for key in sorted(self.snapshots)]
         for info in infos:
             if matcher.match(adapt_snapshot(info)):
@@ -251,8 +265,12 @@ class MemorySnapshotter:
     # -- SnapshotBackend (the GC's backend sweep) ------------------------------------------
 
     def backend_tree(self) -> list[tuple[str, str]]:
-        """Every snapshot as (key, parent key or ""), parents before children."""
-        return [(key, snap.parent) for key, snap in self.snapshots.items()]
+        """Every snapshot as (key, parent key or ""), in Walk order: by key, as bolt iterates.
+
+        ``metadata/snapshot.go`` ``walkTree`` builds the sweep's tree from the backend's Walk,
+        so the roots and each node's children, and hence the removal order, follow it.
+        """
+        return [(key, self.snapshots[key].parent) for key in sorted(self.snapshots)]
 
     def backend_remove(self, backend_key: str) -> None:
         """Remove one snapshot for the GC sweep (``pruneBranch`` calls ``Remove``).
@@ -264,6 +282,11 @@ class MemorySnapshotter:
         self.remove(_NO_CTX, backend_key)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _require_buckets(self, prefix: str = "") -> None:
+        """``snapshots/storage`` ``withBucket``: NotFound while the "v1" bucket is missing."""
+        if not self._buckets:
+            raise NotFound(f"{prefix}bucket does not exist")
 
     def _get(self, key: str, message: str) -> _Snapshot:
         snap = self.snapshots.get(key)
@@ -308,6 +331,7 @@ class MemorySnapshotter:
         self._seq += 1
         now = self.clock.now()
         snap = _Snapshot(self._seq, kind, parent, labels, now, now)
+        self._buckets = True
         self.snapshots[key] = snap
         if parent:
             self.snapshots[parent].children[key] = None

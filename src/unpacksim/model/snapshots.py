@@ -13,9 +13,11 @@ and over Commit, Remove and Update; the GC's backend sweep takes it exclusively.
 interleaving the steps must model that lock, or a sweep in the gap would remove the backend
 snapshot that create_finish is about to record.
 
-Backend keys take their sequence number from ``db.next_seq()``: one counter for the DB, where
-bolt keeps one per namespace and snapshotter bucket (and a rolled-back Commit does not use up
-a number).  The numbers differ from containerd's; their role (unique keys) does not.
+Backend keys are ``<ns>/<seq>/<key>`` with ``seq`` from bolt's ``NextSequence`` on the bucket
+``v1/<ns>/snapshots/<snapshotter>``: one counter per namespace and snapshotter
+(:meth:`~unpacksim.model.db.NamespaceRecord.next_snapshot_sequence`).  Create's first
+transaction takes a number when it commits (even if the backend call then fails); Commit takes
+one only if its whole transaction, backend commit included, commits.
 
 Era flag ``lease_on_exists`` models containerd #10187 (``c7fb8a925``): every AlreadyExists from
 Prepare/View (target or key) and from Commit first adds the existing snapshot to the context's
@@ -155,7 +157,8 @@ class MetadataSnapshotter:
                 provided it: "... from snapshotter") or "snapshot %q" (``key`` exists).
             NotFound: "parent snapshot %v does not exist"; "lease does not exist";
                 "target snapshot %q in backend".
-            Unknown: the backend said AlreadyExists without a target.
+            Unknown: the backend said AlreadyExists without a target; ``key`` is empty
+                (bolt's "bucket name required", or "key required" under a lease).
         """
         pending = self.create_begin(ctx, key, parent, labels=labels)
         self.create_backend(ctx, pending)
@@ -211,8 +214,10 @@ class MetadataSnapshotter:
         backend_parent = ""
         if parent:
             backend_parent = self._parent(records, parent).backend_key
-        backend_key = f"{ns}/{self.db.next_seq()}/{key}"
-        self.db.namespace(ns).snapshotter(self.name)  # createSnapshotterBucket
+        namespace = self.db.namespace(ns)
+        namespace.snapshotter(self.name)  # createSnapshotterBucket
+        # metadata/snapshot.go createSnapshot: bkt.NextSequence() on this namespace's bucket.
+        backend_key = f"{ns}/{namespace.next_snapshot_sequence(self.name)}/{key}"
         self._committed()
         kind = Kind.VIEW if readonly else Kind.ACTIVE
         return PendingCreate(
@@ -261,6 +266,8 @@ class MetadataSnapshotter:
             InvalidArgument: "mismatched parent %s from target %s".
             AlreadyExists: "snapshot %q" (``key`` recorded in the gap) or the adopted target's
                 "target snapshot %q from snapshotter".
+            Unknown: ``key`` is empty: bolt's "key required" (under a lease) or "bucket name
+                required"; the backend snapshot is removed again.
         """
         self._advance(pending, "backend", "create_finish", "create_backend")
         pending.stage = "done"
@@ -296,6 +303,7 @@ class MetadataSnapshotter:
                 ``lease_on_exists``).
             NotFound: "snapshot %v does not exist" (``key``); "lease does not exist"; "parent
                 snapshot %v does not exist"; "can not find snapshotter %q".
+            Unknown: ``name`` is empty ("bucket name required", as bolt says).
         """
         ns = namespace_of(ctx)
         validate_labels(labels)
@@ -305,6 +313,8 @@ class MetadataSnapshotter:
             raise NotFound(f"can not find snapshotter {go_quote(self.name)}")
         if self.lease_on_exists:
             self._require_lease(ctx)
+            _require_bolt_name(name, leased=bool(ctx.lease))
+        _require_bolt_name(name, leased=False)  # bkt.CreateBucket(name)
         if name in records:
             self._exists(ctx, name, AlreadyExists(f"snapshot {go_quote(name)}"))
         self._require_lease(ctx)
@@ -312,10 +322,15 @@ class MetadataSnapshotter:
         if active is None:
             raise NotFound(f"snapshot {key} does not exist")
         parent = self._parent(records, active.parent) if active.parent else None
-        name_key = f"{ns}/{self.db.next_seq()}/{name}"
+        # metadata/snapshot.go Commit: NextSequence on this namespace's snapshotter bucket; a
+        # backend error rolls the transaction back, and with it the sequence.
+        namespace = self.db.namespace(ns)
+        seq = namespace.snapshot_sequences.get(self.name, 0) + 1
+        name_key = f"{ns}/{seq}/{name}"
         now = self.db.now()
         # Inside the transaction: a backend error rolls everything back.
         self.backend.commit(ctx, name_key, active.backend_key, labels=filter_inherited_labels(base))
+        namespace.next_snapshot_sequence(self.name)
         records[name] = SnapshotRecord(
             name, Kind.COMMITTED, active.parent, name_key, base, now, now
         )
@@ -526,6 +541,7 @@ class MetadataSnapshotter:
         if records is None:
             raise NotFound(f"can not find snapshotter {go_quote(self.name)}")
         self._require_lease(ctx)
+        _require_bolt_name(pending.key, leased=bool(ctx.lease))
         resource = snapshot_resource(self.name, pending.key)
         if pending.key in records:
             # The bucket appeared in the gap: the lease is still added and the txn commits.
@@ -567,6 +583,18 @@ class MetadataSnapshotter:
         batch = [(records[n].backend_key, _local_info(records[n])) for n in names[:_WALK_BATCH]]
         following = names[_WALK_BATCH] if len(names) > _WALK_BATCH else ""
         return batch, following
+
+
+def _require_bolt_name(name: str, *, leased: bool) -> None:
+    """Bolt refuses empty names: the lease's ``Put(key)`` ("key required") comes first when
+    the context has a lease, then ``CreateBucket(key)`` ("bucket name required"); both are
+    plain errors, Unknown to callers (``metadata/snapshot.go``, ``metadata/leases.go``).
+
+    Raises:
+        Unknown: ``name`` is empty.
+    """
+    if not name:
+        raise Unknown("key required" if leased else "bucket name required")
 
 
 def _local_info(record: SnapshotRecord) -> Info:

@@ -154,10 +154,10 @@ def _stop_all() -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     _stop_all()
-    previous = _PREVIOUS.get(signum, signal.SIG_DFL)
+    previous = _PREVIOUS.get(signum)
     if callable(previous):
         previous(signum, frame)
-    elif previous == signal.SIG_DFL:
+    elif previous != signal.SIG_IGN:  # SIG_DFL, or a handler Python did not install (None)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
 
@@ -322,8 +322,7 @@ class Daemon:
                     ) from None
                 continue
             raise DaemonError(
-                f"containerd exited with status {code} while starting; log tail:\n"
-                f"{self.log_tail()}"
+                f"containerd exited with status {code} while starting; log tail:\n{self.log_tail()}"
             )
 
     def _booted(self) -> bool:
@@ -369,11 +368,10 @@ class Daemon:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=self.config.stop_timeout)
+        if proc.poll() is not None:
             return
-        except subprocess.TimeoutExpired:
-            pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):

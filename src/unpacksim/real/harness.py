@@ -72,9 +72,7 @@ def _go_env(go_cache: Path) -> dict[str, str]:
 
 
 def _go_version(go: str) -> str:
-    out = subprocess.run(
-        [go, "version"], capture_output=True, text=True, timeout=60, check=False
-    )
+    out = subprocess.run([go, "version"], capture_output=True, text=True, timeout=60, check=False)
     if out.returncode != 0:
         raise HarnessError(f"`{go} version` failed: {out.stderr.strip()}")
     return out.stdout.strip()
@@ -193,7 +191,11 @@ class PullReport:
 
 
 class Harness:
-    """Runs harness operations against one daemon socket and namespace."""
+    """Runs harness operations against one daemon socket and namespace.
+
+    Without ``binary`` the constructor calls :func:`build_harness`, which compiles the
+    harness (tens of seconds) the first time the cache lacks it.
+    """
 
     def __init__(
         self,
@@ -246,9 +248,7 @@ class Harness:
         if not pulls:
             raise ValueError("pull needs at least one PullRequest")
         out = self.call("pull", {"pulls": [p.to_json() for p in pulls]})
-        return [
-            PullReport(r["ref"], OpReport.from_json(r), r.get("image")) for r in out["pulls"]
-        ]
+        return [PullReport(r["ref"], OpReport.from_json(r), r.get("image")) for r in out["pulls"]]
 
     def dump(self, snapshotters: Sequence[str] = ("native",)) -> dict[str, Any]:
         """The namespace's content, ingests, snapshots, leases and images as JSON data."""

@@ -33,10 +33,10 @@ from unpacksim.model.labels import DISTRIBUTION_SOURCE_PREFIX, GC_EXPIRE
 from unpacksim.reports.records import FaultRule
 
 __all__ = [
+    "DISTRIBUTION_SOURCE",
     "Outcome",
     "ScenarioRun",
     "StepRecord",
-    "DISTRIBUTION_SOURCE",
     "canonical_state",
     "canonicalize",
     "message_shape",
@@ -123,7 +123,10 @@ class ScenarioRun:
     def shapes(self) -> list[list[tuple[str, str]]]:
         """Per step, per operation: (outcome word, :func:`message_shape` of the message)."""
         return [
-            [(o.word, message_shape(o.message, registry_host=self.registry_host)) for o in s.outcomes]
+            [
+                (o.word, message_shape(o.message, registry_host=self.registry_host))
+                for o in s.outcomes
+            ]
             for s in self.steps
         ]
 

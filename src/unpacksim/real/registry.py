@@ -27,6 +27,7 @@ What each effect looks like to containerd's client:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import re
@@ -227,8 +228,7 @@ class _Server(ThreadingHTTPServer):
     registry: Registry
 
     def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hangs up (or a dropped connection we caused) is not an error.
-        pass
+        """Ignore: a client that hangs up (or a connection a fault dropped) is no error."""
 
 
 class Registry:
@@ -372,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
-        pass  # the registry keeps its own request log
+        """Silent: the registry keeps its own request log (:meth:`Registry.requests`)."""
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -401,9 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             registry._stopping.wait(fault.seconds)
         self._respond(method, digest, blob, fault)
 
-    def _respond(
-        self, method: str, digest: str, blob: _Blob, fault: RegistryFault | None
-    ) -> None:
+    def _respond(self, method: str, digest: str, blob: _Blob, fault: RegistryFault | None) -> None:
         registry = self.server.registry
         effect = fault.effect if fault is not None else None
         name = effect.value if effect is not None else ""
@@ -458,7 +456,5 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _drop(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass

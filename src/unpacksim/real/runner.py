@@ -18,7 +18,7 @@ from typing import Any
 
 from unpacksim.model.builders import BuiltImage
 from unpacksim.real.daemon import Daemon, DaemonConfig
-from unpacksim.real.harness import Harness, OpReport, PullRequest
+from unpacksim.real.harness import Harness, HarnessError, OpReport, PullRequest
 from unpacksim.real.outcome import Outcome, ScenarioRun, StepRecord
 from unpacksim.real.readback import read_back
 from unpacksim.real.registry import Registry
@@ -42,12 +42,9 @@ def _outcome(report: OpReport) -> Outcome:
 
 
 class _Session:
-    """One scenario's live pieces: daemon, registry, harness and built images."""
+    """One scenario's live pieces: registry, harness and built images."""
 
-    def __init__(
-        self, daemon: Daemon, registry: Registry, harness: Harness, images: dict[str, BuiltImage]
-    ) -> None:
-        self.daemon = daemon
+    def __init__(self, registry: Registry, harness: Harness, images: dict[str, BuiltImage]) -> None:
         self.registry = registry
         self.harness = harness
         self.images = images
@@ -131,8 +128,11 @@ def run_real(
             daemon.address, namespace=scenario.namespace, binary=binary, timeout=timeout
         )
         version = harness.version()
-        session = _Session(daemon, registry, harness, images)
-        steps = tuple(session.run(i, step) for i, step in enumerate(scenario.steps))
+        session = _Session(registry, harness, images)
+        try:
+            steps = tuple(session.run(i, step) for i, step in enumerate(scenario.steps))
+        except HarnessError as exc:
+            raise HarnessError(f"{exc}\ncontainerd log tail:\n{daemon.log_tail()}") from exc
         daemon.check_running()
         back = read_back(harness, root=daemon.root, snapshotters=scenario.snapshotters)
         return ScenarioRun(

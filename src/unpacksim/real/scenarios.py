@@ -18,12 +18,12 @@ a scenario says "truncate layer 1 of app:v1", not a digest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from unpacksim.model.builders import BuiltImage, build_image, build_index, build_layer
-from unpacksim.model.oci import Descriptor, is_index_type
+from unpacksim.model.builders import BuiltImage, Layer, build_image, build_index, build_layer
+from unpacksim.model.oci import Descriptor, Platform, is_index_type
 from unpacksim.real.registry import Effect, RegistryFault
 
 __all__ = [
@@ -245,7 +245,9 @@ def build_images(scenario: Scenario) -> dict[str, BuiltImage]:
                 spec.name, [layer[n] for n in spec.layers], docker=spec.docker
             )
         else:
-            platforms = {p: [layer[n] for n in names] for p, names in spec.platforms.items()}
+            platforms: dict[Platform | str, Sequence[Layer]] = {
+                p: [layer[n] for n in names] for p, names in spec.platforms.items()
+            }
             out[spec.name] = build_index(spec.name, platforms, docker=spec.docker)
     return out
 

@@ -443,8 +443,12 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.Background(), *ns), *timeout)
 	defer cancel()
+	dial := 10 * time.Second
+	if *timeout < dial {
+		dial = *timeout
+	}
 	client, err := containerd.New(*address, containerd.WithDefaultNamespace(*ns),
-		containerd.WithTimeout(10*time.Second))
+		containerd.WithTimeout(dial))
 	if err != nil {
 		fail(3, "connect to %s: %v", *address, err)
 	}
