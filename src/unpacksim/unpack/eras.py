@@ -13,15 +13,23 @@ preset    what it models
 ``v1.4``  v1.4.0: ``c8b14ae4c`` typed child labels (``.config``, ``.l.<i>``, ``.m.<i>``);
           discarding is ``ChildGCLabelsFilterLayers`` (the labels are never written).
 ``v1.6``  v1.6.20 as Debian ships it (``/usr/share/gocode/.../containerd``): v1.4 plus the
-          effective download limiter (``535191abf``, #6109).  ``client.Pull`` leaves the
-          duplication suppressor a no-op (only CRI wires it, since 1.6.3), so it is off here.
-          Not in 1.6.20: #10187 (1.6.32) and #10723 (1.6.37).
-``v1.7``  v1.7.0: v1.6 plus abort on cancellation and fetch errors (``8017daa12``, #6749),
-          the detached cleanup context (``0bc9f7b54``/``b550526cc``, #7859) and the keyed
-          duplication suppressor as CRI wires it (``811375856``, #6702).
+          effective download limiter (``535191abf``, #6109; ``unpacker.go`` L71-L74, L288).
+          Not in 1.6.20: #6749's abort on cancel/fetch error (L215-L223 return without it),
+          #7859 (abort uses the pull's ctx, L192-L196), #10187 (1.6.32), #10723 (1.6.37).
+``v1.7``  v1.7.0: v1.6 plus abort on cancellation and fetch errors (``8017daa12``, #6749)
+          and the detached cleanup context (``0bc9f7b54``/``b550526cc``, #7859).
 ``v2.0``  v2.0.0: v1.7 plus lease on AlreadyExists (``c7fb8a925``, #10187) and without the
           Stat skip (``d7f83034c``, #10723).
 ========  ==========================================================================
+
+Every preset models ``Client.Pull``, the code this package ports (and what the real tier
+drives).  ``Client.Pull`` never passes a duplication suppressor of its own: the unpacker's
+default is ``kmutex.NewNoop()`` (1.6.20 ``unpacker.go`` L63-L65; v1.7.0/v2.0.0
+``pkg/unpack``/``core/unpack`` ``NewUnpacker``) and ``pull.go`` installs one only from
+``UnpackConfig.DuplicationSuppressor``, which only CRI sets (``pkg/cri/server/image_pull.go``
+in 1.6.20 since the 1.6.3 backport ``1764ea9a2``, and in v1.7.0).  So ``dedup_keyed_lock`` is
+off in every preset; a pull as CRI makes it is ``preset("v1.7").but(dedup_keyed_lock=True)``
+(or the same on ``v1.6``: 1.6.20's CRI has it too).
 """
 
 from __future__ import annotations
@@ -72,9 +80,10 @@ class Era:
             no longer fails with "context canceled".
         limiter_effective: the unpacker's layer fetches honour ``MaxConcurrentDownloads``
             (``535191abf``, #6109, fixes #6054); at the seed ``u.limiter`` is always nil.
-        dedup_keyed_lock: the duplication suppressor (``811375856``, #6702): a keyed mutex
-            on ``blob://<digest>`` around each handler call and on ``sn://<sn>/<chainID>``
-            for a layer's whole Stat..Commit.
+        dedup_keyed_lock: the duplication suppressor (``811375856``, #6702; 1.6 backport
+            ``1764ea9a2``, v1.6.3): a keyed mutex on ``blob://<digest>`` around each handler
+            call and on ``sn://<sn>/<chainID>`` for a layer's whole Stat..Commit.  Only CRI
+            wires it; ``Client.Pull`` leaves it a no-op, so no preset sets it.
         discard_mode: what "discard unpacked layer content" does (:class:`DiscardMode`).
         typed_child_labels: child GC labels use ``ChildGCLabels`` keys (``.config``,
             ``.l.<i>``, ``.m.<i>``) instead of the seed's ``.<i>`` (``c8b14ae4c``).
@@ -148,13 +157,7 @@ class Era:
 _SEED = Era(name="seed")
 _V14 = replace(_SEED, name="v1.4", typed_child_labels=True)
 _V16 = replace(_V14, name="v1.6", limiter_effective=True)
-_V17 = replace(
-    _V16,
-    name="v1.7",
-    abort_on_cancel_or_fetch_err=True,
-    cleanup_ctx_detached=True,
-    dedup_keyed_lock=True,
-)
+_V17 = replace(_V16, name="v1.7", abort_on_cancel_or_fetch_err=True, cleanup_ctx_detached=True)
 _V20 = replace(_V17, name="v2.0", lease_on_exists=True, stat_skip=False)
 
 #: The named presets, oldest first.

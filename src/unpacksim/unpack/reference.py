@@ -26,7 +26,7 @@ _DESCRIPTIONS = {
     "seed": "containerd 03ab1b2cac (2020-06): the seed unpacker, Stat skip, index child labels",
     "v1.4": "containerd v1.4.0: typed child labels, ChildLabelMap discard (c8b14ae4c)",
     "v1.6": "containerd v1.6.20 (Debian): v1.4 plus the effective download limiter (#6109)",
-    "v1.7": "containerd v1.7.0: abort on cancel/fetch error, cleanup context, keyed suppressor",
+    "v1.7": "containerd v1.7.0: abort on cancel/fetch error (#6749), cleanup context (#7859)",
     "v2.0": "containerd v2.0.0: lease on AlreadyExists (#10187), no Stat skip (#10723)",
 }
 

@@ -261,7 +261,7 @@ class Unpacker:
         if self.limiter is not None:
             self.limiter.release(1)
 
-    # --- duplication suppressor (811375856, 1.6.20 unpacker.go L386-L419) -------------------
+    # --- duplication suppressor (811375856, 1.6.20 unpacker.go L391-L419) -------------------
 
     def _lock_blob(self, ctx: Context, desc: Descriptor) -> Generator[Any, Any, Callable[[], None]]:
         return (yield from self._lock(ctx, f"blob://{desc.digest}"))
