@@ -128,3 +128,23 @@ def test_discarded_layer_labels_free_the_blobs_not_the_snapshots() -> None:
     kept = p.db.namespace("default").content
     assert sorted(kept) == sorted([p.manifest, p.config])
     assert all(layer not in p.content.backend.backend_digests() for layer in p.layers)
+
+
+def test_every_write_reports_whether_a_deletion_happened_since_the_last_collection() -> None:
+    # metadata/db.go DB.Update: after each committed write transaction every mutation
+    # callback gets atomic.LoadUint32(&m.dirty) > 0; GarbageCollect resets m.dirty to 0 and
+    # its own sweep transaction calls no callback.
+    p = pull()
+    seen: list[bool] = []
+    p.db.listeners.append(seen.append)
+    p.images.delete(CTX, "x:1")  # a deletion: dirty from here on
+    info = p.content.info(CTX, p.config)
+    p.content.update(CTX, info, "labels")  # no deletion, still reported dirty
+    p.leases.create(CTX, id="other")
+    p.snapshots.update(CTX, p.snapshots.stat(CTX, TOP))
+    assert seen == [True, True, True, True]
+    gc.collect(p.db)
+    assert seen == [True, True, True, True]
+    p.leases.create(CTX, id="after-gc")
+    p.content.update(CTX, p.content.info(CTX, p.config), "labels")
+    assert seen[4:] == [False, False]

@@ -94,11 +94,22 @@ def test_the_seed_unpacks_the_same_chain_in_every_concurrent_pull() -> None:
     assert all(reason == "commit_exists" for r in losers for _, reason in r.skipped)
 
 
+#: A pull as CRI makes it (pkg/cri/server/image_pull.go passes WithUnpackDuplicationSuppressor).
+V17_CRI = ReferenceImplementation(preset("v1.7").but(dedup_keyed_lock=True), name="v1.7-cri")
+
+
 def test_the_duplication_suppressor_applies_each_chain_once() -> None:
-    results, applies = _applies_of_concurrent_pulls("v1.7")
+    results, applies = _applies_of_concurrent_pulls(V17_CRI)
     assert all(r.ok for r in results)
     assert applies == 3
     assert sorted(len(r.committed) for r in results) == [0, 0, 3]
+
+
+def test_client_pull_in_v17_has_no_suppressor() -> None:
+    # v1.7.0 pull.go adds WithDuplicationSuppressor only if UnpackConfig has one (ctr does not).
+    results, applies = _applies_of_concurrent_pulls("v1.7")
+    assert all(r.ok for r in results)
+    assert applies == 9
 
 
 # --- unique_keys (597d0d76a, #1480) ----------------------------------------------------------
@@ -263,12 +274,12 @@ def test_seed_discard_strips_labels_after_the_unpack_v14_never_writes_them() -> 
 
 
 def test_a_fetch_waiting_for_the_blob_lock_gives_up_on_cancellation() -> None:
-    # v1.7: two images share a big layer at different chain positions, so both unpacks fetch
-    # it; the second fetch waits on blob://<digest> and its pull is cancelled meanwhile.
+    # v1.7 as CRI pulls: two images share a big layer at different chain positions, so both
+    # unpacks fetch it; the second fetch waits on blob://<digest> and its pull is cancelled.
     shared = build_layer({"big": _noise(20_000, 7)})
     first = build_image("registry.test/f:1", [shared])
     second = build_image("registry.test/s:1", [build_layer({"x": b"x"}), shared])
-    world = world_for("v1.7", network=Network(bandwidth=10_000))
+    world = world_for(V17_CRI, network=Network(bandwidth=10_000))
     world.push(first, second)
     ctx, cancel = world.context().with_cancel()
 
@@ -277,8 +288,8 @@ def test_a_fetch_waiting_for_the_blob_lock_gives_up_on_cancellation() -> None:
         cancel()
 
     world.go(canceller(), name="canceller")
-    winner = start_pull(world, "v1.7", first.name)
-    loser = start_pull(world, "v1.7", second.name, ctx=ctx)
+    winner = start_pull(world, V17_CRI, first.name)
+    loser = start_pull(world, V17_CRI, second.name, ctx=ctx)
     world.run()
     assert winner.result is not None and winner.result.ok
     assert loser.result is not None and loser.result.error_class == "Canceled"

@@ -36,7 +36,6 @@ def test_seed_is_the_default_and_matches_the_seed_commit() -> None:
                 "limiter_effective",
                 "abort_on_cancel_or_fetch_err",
                 "cleanup_ctx_detached",
-                "dedup_keyed_lock",
             },
         ),
         (
@@ -46,7 +45,6 @@ def test_seed_is_the_default_and_matches_the_seed_commit() -> None:
                 "limiter_effective",
                 "abort_on_cancel_or_fetch_err",
                 "cleanup_ctx_detached",
-                "dedup_keyed_lock",
                 "lease_on_exists",
                 "stat_skip",
             },
@@ -65,6 +63,18 @@ def test_v16_lacks_the_2024_backports() -> None:
     v16 = preset("v1.6")
     assert v16.stat_skip and not v16.lease_on_exists
     assert v16.discard_mechanism is DiscardMode.CHILDLABELMAP_FILTER_LAYERS
+
+
+@pytest.mark.parametrize("name", ["v1.6", "v1.7", "v2.0"])
+def test_no_preset_sets_the_duplication_suppressor(name: str) -> None:
+    # The presets model Client.Pull, which never installs a suppressor: the unpacker's default
+    # is kmutex.NewNoop() (1.6.20 unpacker.go L63-L65; v1.7.0 pkg/unpack/unpacker.go
+    # NewUnpacker) and pull.go passes one only from UnpackConfig, which only CRI sets (in
+    # 1.6.20 since the v1.6.3 backport 1764ea9a2, and in v1.7.0 alike).  So the suppressor is
+    # no difference between 1.6 and 1.7; it was wrongly on in v1.7 and v2.0.
+    assert not preset(name).dedup_keyed_lock
+    cri = preset(name).but(dedup_keyed_lock=True)
+    assert cri.dedup_keyed_lock and cri.name == "custom"
 
 
 def test_presets_are_ordered_oldest_first() -> None:

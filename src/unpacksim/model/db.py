@@ -260,7 +260,8 @@ class DB:
         self.dirty_snapshotters[snapshotter] = None
 
     def mark_dirty(self) -> None:
-        """A deletion that frees no backend object by itself (lease or image Delete)."""
+        """A deletion that frees no backend object by itself (lease Delete, lease
+        DeleteResource, image Delete)."""
         self.dirty += 1
 
     def mutated(self, dirty: bool) -> None:

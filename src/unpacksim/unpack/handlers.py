@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from unpacksim.model.content import Info
 from unpacksim.model.errdefs import NotFound
-from unpacksim.model.images import descriptor_from_json
+from unpacksim.model.images import descriptor_from_json, is_known_config
 from unpacksim.model.labels import GC_REF_CONTENT
 from unpacksim.model.oci import (
     Descriptor,
-    is_config_type,
     is_index_type,
     is_layer_type,
     is_manifest_type,
@@ -150,7 +149,9 @@ def children(desc: Descriptor, blob: bytes) -> list[Descriptor]:
     except ValueError as exc:
         raise GoError(f"invalid character in JSON of {desc.digest}: {exc}") from None
     if is_manifest_type(desc.media_type):
-        return [parse_descriptor(doc["config"])] + [parse_descriptor(d) for d in doc["layers"]]
+        # json.Unmarshal into ocispec.Manifest: a missing or null "layers" is no layers.
+        layers = doc.get("layers") or []
+        return [parse_descriptor(doc["config"])] + [parse_descriptor(d) for d in layers]
     return [parse_descriptor(d) for d in doc.get("manifests") or []]
 
 
@@ -176,7 +177,8 @@ def seed_child_labels(index: int) -> str:
 
 def child_gc_labels(desc: Descriptor) -> list[str]:
     """``images.ChildGCLabels`` (``c8b14ae4c``): typed keys; ``.`` endings get an index."""
-    if is_config_type(desc.media_type):
+    # images/mediatypes.go: IsKnownConfig (checkpoint configs too), not only image configs.
+    if is_known_config(desc.media_type):
         return [f"{GC_REF_CONTENT}.config"]
     if is_manifest_type(desc.media_type):
         return [f"{GC_REF_CONTENT}.m."]
@@ -224,15 +226,17 @@ def update_labels(world: World, ctx: Context, digest: str, labels: dict[str, str
 def set_children_labels(world: World, f: Handler, label_map: LabelMap | None) -> Handler:
     """``images.SetChildrenLabels`` (seed) / ``SetChildrenMappedLabels`` (``c8b14ae4c``).
 
-    One ``content.Update`` of the parent with a ``labels.<key>`` field path per label.
+    One ``content.Update`` of the parent with a ``labels.<key>`` field path per label,
+    whenever there are children (``images/handlers.go`` SetChildrenMappedLabels): even when
+    the map gave no key at all, and then, with no field path, the Update replaces the
+    parent's labels with none.
     """
 
     def run(ctx: Context, desc: Descriptor) -> HandlerProcess:
         found = yield from f(ctx, desc)
         if found:
             labels = child_labels(found, label_map)
-            if labels:
-                yield from update_labels(world, ctx, desc.digest, labels)
+            yield from update_labels(world, ctx, desc.digest, labels)
         return found
 
     return run
