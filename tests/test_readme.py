@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from unpacksim.unpack.interface import registered, unregister
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
@@ -23,5 +25,12 @@ def test_readme_has_python_examples() -> None:
 def test_readme_example_runs(upto: int) -> None:
     # Later examples build on the names earlier ones define, as a reader runs them in order.
     namespace: dict[str, object] = {}
-    for i, block in enumerate(_blocks()[: upto + 1]):
-        exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+    names = set(registered())
+    try:
+        for i, block in enumerate(_blocks()[: upto + 1]):
+            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+    finally:
+        # An example may register an implementation; leave the registry as it was.
+        for name in registered():
+            if name not in names:
+                unregister(name)

@@ -5,6 +5,8 @@ modelled on containerd's ``lease_test.go`` TestLeaseResources and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from unpacksim.model import gc
@@ -13,6 +15,7 @@ from unpacksim.model.content import ContentStore
 from unpacksim.model.context import Ctx
 from unpacksim.model.db import DB
 from unpacksim.model.digest import chain_ids, digest_of
+from unpacksim.model.errdefs import ContainerdError
 from unpacksim.model.images import Image, ImageStore
 from unpacksim.model.leases import LeaseManager
 from unpacksim.model.oci import MEDIA_TYPE_OCI_MANIFEST, Descriptor
@@ -148,3 +151,34 @@ def test_every_write_reports_whether_a_deletion_happened_since_the_last_collecti
     p.leases.create(CTX, id="after-gc")
     p.content.update(CTX, p.content.info(CTX, p.config), "labels")
     assert seen[4:] == [False, False]
+
+
+def test_reads_and_refused_writes_create_no_namespace() -> None:
+    # bolt creates a namespace's buckets only in a write transaction that commits: a View,
+    # or an Update that returns an error, leaves no trace (metadata/content.go, leases.go,
+    # images.go, snapshot.go).
+    db = DB(ManualClock(1.0))
+    content, leases, images = ContentStore(db), LeaseManager(db), ImageStore(db)
+    sn = MetadataSnapshotter(db, "native", MemorySnapshotter(clock=db.clock))
+    fresh, gone = Ctx("fresh"), Ctx("fresh", "no-such-lease")
+    digest = digest_of(b"x")
+    calls: list[Callable[[], object]] = [
+        lambda: content.info(fresh, digest),
+        lambda: content.delete(fresh, digest),
+        lambda: content.status(fresh, "ref"),
+        lambda: content.writer(gone, ref="ref"),
+        lambda: leases.delete(fresh, "l"),
+        lambda: leases.list_resources(fresh, "l"),
+        lambda: images.get(fresh, "x"),
+        lambda: images.delete(fresh, "x"),
+        lambda: sn.stat(fresh, "k"),
+        lambda: sn.prepare(fresh, "k", "missing-parent"),
+    ]
+    for call in calls:
+        with contextlib.suppress(ContainerdError):
+            call()
+    content.walk(fresh, lambda info: None)
+    assert leases.list(fresh) == [] and images.list(fresh) == []
+    assert db.namespaces == {}
+    leases.create(fresh, id="l")
+    assert list(db.namespaces) == ["fresh"]

@@ -214,3 +214,6 @@ def test_children_mirror_images_children() -> None:
     with pytest.raises(Unknown, match="failed to unmarshal manifest"):
         children(desc, b"{broken")
     assert is_known_config(MEDIA_TYPE_OCI_CONFIG) and not is_known_config(LAYER.media_type)
+    # images/mediatypes.go IsKnownConfig also lists both containerd checkpoint types.
+    assert is_known_config("application/vnd.containerd.container.criu.checkpoint.criu.tar")
+    assert is_known_config("application/vnd.containerd.container.checkpoint.config.v1+proto")

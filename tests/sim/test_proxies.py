@@ -11,7 +11,13 @@ import pytest
 from unpacksim.model.builders import build_image, write_image
 from unpacksim.model.content import Info
 from unpacksim.model.digest import digest_of
-from unpacksim.model.errdefs import AlreadyExists, Canceled, NotFound, Unavailable
+from unpacksim.model.errdefs import (
+    AlreadyExists,
+    Canceled,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+)
 from unpacksim.model.images import Image
 from unpacksim.model.labels import SNAPSHOT_REF
 from unpacksim.model.snapshot_api import Info as SnapshotInfo
@@ -230,6 +236,28 @@ def test_write_on_a_cancelled_context_fails() -> None:
 
     with pytest.raises(Canceled):
         drive(world, client())
+
+
+def test_commit_errors_are_wrapped_commit_failed_as_the_grpc_writer_does() -> None:
+    # content/proxy/content_writer.go Commit: errors.Wrap(errdefs.FromGRPC(err), "commit failed")
+    world = World.create()
+    root = world.context()
+    wrong = "sha256:" + "e" * 64
+
+    def client() -> Gen[None]:
+        cw = yield from world.content.writer(root, ref="r")
+        yield from cw.write(root, b"abc")
+        try:
+            yield from cw.commit(root, 3, wrong)
+        finally:
+            yield from cw.close(root)
+
+    with pytest.raises(FailedPrecondition) as info:
+        drive(world, client())
+    assert str(info.value) == (
+        f"commit failed: unexpected commit digest {digest_of(b'abc')}, expected {wrong}: "
+        "failed precondition"
+    )
 
 
 def test_synchronous_lease_delete_collects() -> None:

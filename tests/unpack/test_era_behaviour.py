@@ -15,8 +15,8 @@ from unpacksim.model.errdefs import AlreadyExists, NotFound
 from unpacksim.sim.faults import FaultPlan, Rule
 from unpacksim.unpack.drive import pull_images, start_pull, world_for
 from unpacksim.unpack.eras import preset
-from unpacksim.unpack.interface import Implementation
-from unpacksim.unpack.reference import ReferenceImplementation
+from unpacksim.unpack.interface import Implementation, resolve
+from unpacksim.unpack.reference import CRI_V17, ReferenceImplementation
 from unpacksim.unpack.registry import Network
 from unpacksim.unpack.results import PullOptions, PullResult
 from unpacksim.unpack.world import World
@@ -95,7 +95,7 @@ def test_the_seed_unpacks_the_same_chain_in_every_concurrent_pull() -> None:
 
 
 #: A pull as CRI makes it (pkg/cri/server/image_pull.go passes WithUnpackDuplicationSuppressor).
-V17_CRI = ReferenceImplementation(preset("v1.7").but(dedup_keyed_lock=True), name="v1.7-cri")
+V17_CRI = resolve(CRI_V17)
 
 
 def test_the_duplication_suppressor_applies_each_chain_once() -> None:

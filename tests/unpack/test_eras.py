@@ -73,8 +73,16 @@ def test_no_preset_sets_the_duplication_suppressor(name: str) -> None:
     # 1.6.20 since the v1.6.3 backport 1764ea9a2, and in v1.7.0 alike).  So the suppressor is
     # no difference between 1.6 and 1.7; it was wrongly on in v1.7 and v2.0.
     assert not preset(name).dedup_keyed_lock
-    cri = preset(name).but(dedup_keyed_lock=True)
-    assert cri.dedup_keyed_lock and cri.name == "custom"
+
+
+def test_v17_as_cri_pulls_is_registered_beside_the_presets() -> None:
+    from unpacksim.unpack.interface import resolve
+    from unpacksim.unpack.reference import CRI_V17, ReferenceImplementation
+
+    impl = resolve(CRI_V17)
+    assert isinstance(impl, ReferenceImplementation) and impl.name == "v1.7-cri"
+    assert impl.era == preset("v1.7").but(name="v1.7-cri", dedup_keyed_lock=True)
+    assert CRI_V17 not in PRESETS
 
 
 def test_presets_are_ordered_oldest_first() -> None:

@@ -169,8 +169,10 @@ def test_truncated_blob_fails_the_size_check_on_commit() -> None:
     result = _pull(world)
     assert isinstance(result.error, FailedPrecondition)
     ref = make_ref_key(config)
+    # content.Copy wraps "failed commit on ref", the client's gRPC writer "commit failed"
+    # (content/helpers.go, content/proxy/content_writer.go).
     assert result.message == (
-        f'failed commit on ref "{ref}": "{ref}" failed size validation: '
+        f'failed commit on ref "{ref}": commit failed: "{ref}" failed size validation: '
         f"{config.size // 2} != {config.size}: failed precondition"
     )
 

@@ -131,7 +131,8 @@ class ContentStore:
     # --- helpers ----------------------------------------------------------------------------
 
     def _ns(self, ctx: ModelContext) -> NamespaceRecord:
-        return self.db.namespace(namespace_of(ctx))
+        # Not created here: only a write that commits creates the namespace's buckets.
+        return self.db.namespace_view(namespace_of(ctx))
 
     def _committed(self) -> None:
         # metadata/db.go DB.Update: every successful write reports whether GC has work.
@@ -139,7 +140,7 @@ class ContentStore:
 
     def _require_lease(self, ctx: ModelContext) -> None:
         # The add*Lease helpers fail the whole transaction when the lease is gone.
-        if ctx.lease and ctx.lease not in self.db.namespace(ctx.namespace).leases:
+        if ctx.lease and ctx.lease not in self.db.namespace_view(ctx.namespace).leases:
             raise NotFound("lease does not exist")
 
     @staticmethod
@@ -361,6 +362,7 @@ class ContentStore:
         # The backend writer is opened last inside containerd's transaction: if its lock is
         # taken, nothing of this call remains.
         backend = None if shared else self.backend.writer(bref, total=size)
+        ns = self.db.namespace(ns.name)  # createIngestBucket
         self._record_ingest(ctx, ns, ref, bref, digest if shared else "")
         return self.writer_class(self, ns.name, ref, bref, backend, size, digest, self.db.now())
 

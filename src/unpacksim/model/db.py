@@ -233,11 +233,21 @@ class DB:
         self._seq = 0
 
     def namespace(self, name: str) -> NamespaceRecord:
-        """The record of namespace ``name``, created empty on first use."""
+        """The record of namespace ``name``, created empty on first use.
+
+        For writes that commit: bolt creates a namespace's buckets only then.
+        """
         ns = self.namespaces.get(name)
         if ns is None:
             ns = self.namespaces[name] = NamespaceRecord(name)
         return ns
+
+    def namespace_view(self, name: str) -> NamespaceRecord:
+        """The record of namespace ``name`` for reading: the stored one, or an empty one that
+        is not stored.  A read, or a write refused before it writes, creates no namespace
+        (bolt's ``View``, or a rolled-back ``Update``)."""
+        ns = self.namespaces.get(name)
+        return ns if ns is not None else NamespaceRecord(name)
 
     def next_seq(self) -> int:
         """A fresh, increasing DB-wide number.

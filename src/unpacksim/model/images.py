@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 _LABEL_MAX = 4096  # labels/validate.go
+# images/mediatypes.go MediaTypeContainerd1Checkpoint and ...CheckpointConfig.
+_CHECKPOINT = "application/vnd.containerd.container.criu.checkpoint.criu.tar"
 _CHECKPOINT_CONFIG = "application/vnd.containerd.container.checkpoint.config.v1+proto"
 
 
@@ -197,8 +199,8 @@ def children(desc: Descriptor, blob: bytes) -> list[Descriptor]:
 
 
 def is_known_config(media_type: str) -> bool:
-    """``images.IsKnownConfig``."""
-    return is_config_type(media_type) or media_type == _CHECKPOINT_CONFIG
+    """``images.IsKnownConfig``: image configs and containerd's two checkpoint types."""
+    return is_config_type(media_type) or media_type in (_CHECKPOINT, _CHECKPOINT_CONFIG)
 
 
 # --- the image store -----------------------------------------------------------------------
@@ -283,7 +285,8 @@ class ImageStore:
         self.db = db
 
     def _ns(self, ctx: ModelContext) -> NamespaceRecord:
-        return self.db.namespace(namespace_of(ctx))
+        # Not created here: only a write that commits creates the namespace's buckets.
+        return self.db.namespace_view(namespace_of(ctx))
 
     def _record(self, ns: NamespaceRecord, name: str) -> ImageRecord:
         record = ns.images.get(name)
@@ -339,7 +342,7 @@ class ImageStore:
             raise AlreadyExists(f"image {go_quote(image.name)}")
         now = self.db.now()
         created = _written(image, now, now)
-        ns.images[image.name] = _record_of(created)
+        self.db.namespace(ns.name).images[image.name] = _record_of(created)
         self._committed()
         return created
 

@@ -119,7 +119,8 @@ class LeaseManager:
         self.db = db
 
     def _ns(self, ctx: ModelContext) -> NamespaceRecord:
-        return self.db.namespace(namespace_of(ctx))
+        # Not created here: only a write that commits creates the namespace's buckets.
+        return self.db.namespace_view(namespace_of(ctx))
 
     def _record(self, ns: NamespaceRecord, lease_id: str) -> LeaseRecord:
         record = ns.leases.get(lease_id)
@@ -144,6 +145,7 @@ class LeaseManager:
         if id in ns.leases:
             raise AlreadyExists(f"lease {go_quote(id)}")
         kept = {k: v for k, v in sorted((labels or {}).items()) if v}
+        ns = self.db.namespace(ns.name)
         record = ns.leases[id] = LeaseRecord(id, self.db.now(), kept)
         self._committed()
         return _lease(record)

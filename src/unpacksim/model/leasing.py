@@ -28,7 +28,7 @@ def lease_resource(db: DB, ctx: ModelContext, resource: Resource) -> bool:
     """
     if not ctx.lease:
         return False
-    lease = db.namespace(ctx.namespace).leases.get(ctx.lease)
+    lease = db.namespace_view(ctx.namespace).leases.get(ctx.lease)
     if lease is None:
         raise NotFound("lease does not exist")
     lease.resources[resource] = None
@@ -42,7 +42,7 @@ def unlease_resource(db: DB, ctx: ModelContext, resource: Resource) -> bool:
     """
     if not ctx.lease:
         return False
-    lease = db.namespace(ctx.namespace).leases.get(ctx.lease)
+    lease = db.namespace_view(ctx.namespace).leases.get(ctx.lease)
     if lease is None:
         return False
     return lease.resources.pop(resource, False) is None

@@ -322,8 +322,7 @@ class MetadataSnapshotter:
         if active is None:
             raise NotFound(f"snapshot {key} does not exist")
         parent = self._parent(records, active.parent) if active.parent else None
-        # metadata/snapshot.go Commit: NextSequence on this namespace's snapshotter bucket; a
-        # backend error rolls the transaction back, and with it the sequence.
+        # NextSequence on this namespace's bucket: a backend error rolls it back too.
         namespace = self.db.namespace(ns)
         seq = namespace.snapshot_sequences.get(self.name, 0) + 1
         name_key = f"{ns}/{seq}/{name}"
@@ -586,13 +585,8 @@ class MetadataSnapshotter:
 
 
 def _require_bolt_name(name: str, *, leased: bool) -> None:
-    """Bolt refuses empty names: the lease's ``Put(key)`` ("key required") comes first when
-    the context has a lease, then ``CreateBucket(key)`` ("bucket name required"); both are
-    plain errors, Unknown to callers (``metadata/snapshot.go``, ``metadata/leases.go``).
-
-    Raises:
-        Unknown: ``name`` is empty.
-    """
+    """Bolt's refusal of an empty name: the lease's ``Put`` ("key required") if ``leased``,
+    else ``CreateBucket`` ("bucket name required"); plain errors, so Unknown to callers."""
     if not name:
         raise Unknown("key required" if leased else "bucket name required")
 

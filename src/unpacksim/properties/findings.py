@@ -18,21 +18,44 @@ turns one into the other, deterministically (the same run gives the same records
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from unpacksim.model import errdefs
-from unpacksim.reports.records import FaultRule, GraphData, GraphEdge, GraphNode, TraceEvent
+from unpacksim.properties import checks
+from unpacksim.properties.invariants import Violation
+from unpacksim.properties.monitors import Found
+from unpacksim.properties.scenario import Program, Pull
+from unpacksim.reports.records import (
+    Actor,
+    FaultRule,
+    Finding,
+    GraphData,
+    GraphEdge,
+    GraphNode,
+    PropertyRef,
+    Replay,
+    Step,
+    TraceEvent,
+)
 from unpacksim.sim.faults import FaultPlan, FaultReport, Rule, get_site
 from unpacksim.sim.trace import Trace
 
+if TYPE_CHECKING:
+    from unpacksim.properties.catalogue import CatalogueEntry
+    from unpacksim.properties.program import RunResult
+
 __all__ = [
     "FindingsError",
+    "actors_of",
+    "build_finding",
     "explain",
     "fault_plan_of",
     "fault_rules",
     "graph_data",
+    "key_events",
+    "pick",
     "short",
     "trace_events",
 ]
@@ -287,24 +310,24 @@ def _mentions(args: Mapping[str, Any], keys: Sequence[str]) -> bool:
     return any(k and k in text for k in keys)
 
 
-def key_events(
-    trace: Trace, keys: Sequence[str], *, limit: int = 8
-) -> list[str]:
+def key_events(trace: Trace, keys: Sequence[str], *, limit: int = 10) -> list[str]:
     """Lines for the trace events that matter to a story: faults, failed calls, and completed
     calls whose arguments mention one of ``keys`` (digests, chain IDs, snapshot keys)."""
     lines: list[str] = []
     for e in trace.events:
         if e.type == "fault":
-            lines.append(f"t={e.time:g} {e.process}: fault {e.op} fired ({e.outcome})")
-        elif e.type == "complete" and e.outcome not in ("ok", None):
+            lines.append(f"t={e.time:.4f} {e.process}: fault {e.op} fired ({e.outcome})")
+        elif e.type != "complete" or not keys or not _mentions(e.args, keys):
+            continue
+        elif e.outcome not in ("ok", None):
             what = short(e.error or e.outcome or "")
-            lines.append(f"t={e.time:g} {e.process}: {e.op} failed: {what}")
-        elif e.type == "complete" and keys and _mentions(e.args, keys):
+            lines.append(f"t={e.time:.4f} {e.process}: {e.op} failed: {what}")
+        else:
             args = ", ".join(f"{k}={short(str(v))}" for k, v in e.args.items())
-            lines.append(f"t={e.time:g} {e.process}: {e.op}({args}) ok")
+            lines.append(f"t={e.time:.4f} {e.process}: {e.op}({args}) ok")
     if len(lines) > limit:
         head = lines[: limit - 1]
-        return [*head, f"... and {len(lines) - len(head)} more events (see the trace)"]
+        return [*head, f"... and {len(lines) - len(head)} more (see the trace)"]
     return lines
 
 
@@ -312,22 +335,123 @@ def explain(
     *,
     description: str,
     message: str,
-    steps: Sequence[tuple[str, str, Mapping[str, Any]]],
+    steps: Sequence[str],
     events: Sequence[str],
     mechanism: str = "",
 ) -> str:
     """The plain-words story: what broke, the program's steps, the key events, and why."""
-    parts = [f"{description.rstrip('.')} did not hold: {short(message)}."]
+    parts = [f"{description.rstrip('.')}: this did not hold. {short(message)}."]
     if steps:
-        said = [f"{actor} {action}" + _args_text(args) for actor, action, args in steps]
-        parts.append("The program: " + "; ".join(said) + ".")
+        parts.append("The program:\n" + "\n".join(f"  {s}" for s in steps))
     if events:
-        parts.append("What happened: " + "; ".join(events) + ".")
+        parts.append("What happened:\n" + "\n".join(f"  {e}" for e in events))
     if mechanism:
-        parts.append(mechanism)
+        parts.append(f"Why: {mechanism}")
     return "\n".join(parts)
 
 
-def _args_text(args: Mapping[str, Any]) -> str:
-    shown = [f"{k}={short(str(v))}" for k, v in args.items() if not isinstance(v, dict | list)]
-    return f" ({', '.join(shown)})" if shown else ""
+# --- findings ------------------------------------------------------------------------------
+
+
+def pick(found: Sequence[Found], order: Sequence[str]) -> Found:
+    """The violation a finding reports: of the first property in ``order`` that has one,
+    the earliest.
+
+    Raises:
+        FindingsError: nothing was found.
+    """
+    for name in order:
+        mine = [f for f in found if f.property == name]
+        if mine:
+            return min(mine, key=lambda f: f.time)
+    if found:
+        return found[0]
+    raise FindingsError("the run broke no property: there is nothing to report")
+
+
+def _story_keys(violation: Violation) -> list[str]:
+    keys: list[str] = []
+    if violation.node:
+        keys.append(violation.node.rsplit(":", 1)[-1].split("/", 1)[-1])
+    for name in ("key", "parent", "digest", "chain_id", "layer", "blob"):
+        value = violation.evidence.get(name)
+        if isinstance(value, str) and len(value) >= 8:
+            keys.append(value)
+    return list(dict.fromkeys(keys))
+
+
+def _actor_description(program: Program, actor: str, implementation: str) -> str:
+    if actor == "daemon":
+        return "the containerd daemon: snapshotters " + ", ".join(program.snapshotters)
+    if actor == "registry":
+        return "the registry serving " + ", ".join(i.name for i in program.images)
+    mine = [a for a in program.actions if a.actor == actor]
+    first = mine[0]
+    if isinstance(first, Pull):
+        return f"pulls {first.image} with unpack ({first.implementation or implementation})"
+    return "; ".join(a.describe().split(": ", 1)[-1] for a in mine)
+
+
+def actors_of(program: Program, implementation: str) -> tuple[Actor, ...]:
+    """Every actor of ``program``'s steps (the daemon and registry first)."""
+    names = ["daemon", "registry", *program.actors()]
+    return tuple(Actor(n, _actor_description(program, n, implementation)) for n in names)
+
+
+def _path(violation: Violation, before: GraphData, after: GraphData) -> tuple[str, ...]:
+    path = violation.path or ((violation.node,) if violation.node else ())
+    return tuple(n for n in path if n and (before.node(n) or after.node(n)))
+
+
+def build_finding(
+    result: RunResult,
+    order: Sequence[str],
+    *,
+    seed: int | None = None,
+    blob: str | None = None,
+    entry: CatalogueEntry | None = None,
+    command: str | None = None,
+) -> Finding:
+    """The finding of a failing run: the violation of the first property in ``order`` it
+    broke, with the program, schedule, fault plan, trace, graphs and replay information.
+
+    ``command`` is the replay command line (default ``unpacksim replay <id>.json``).
+
+    Raises:
+        FindingsError: the run broke no property.
+    """
+    found = pick(result.found, order)
+    violation = found.violation
+    keep = [*violation.path, *([violation.node] if violation.node else [])]
+    before = graph_data(found.before, keep=keep)
+    after = graph_data(found.after, keep=keep)
+    prop = checks.PROPERTIES.get(found.property)
+    description = prop.description if prop else found.property
+    program = result.program
+    story = explain(
+        description=description,
+        message=violation.message,
+        steps=[a.describe() for a in program.actions],
+        events=key_events(result.trace, _story_keys(violation)),
+        mechanism=entry.mechanism if entry is not None else "",
+    )
+    fields: dict[str, Any] = {
+        "property": PropertyRef(found.property, description),
+        "explanation": story,
+        "actors": actors_of(program, result.implementation),
+        "program": tuple(
+            Step(s["actor"], s["action"], s["args"]) for s in program.to_json()
+        ),
+        "schedule": result.schedule,
+        "fault_plan": fault_rules(result.runner.plan, result.faults, result.trace),
+        "trace": trace_events(result.trace),
+        "graph_before": before,
+        "graph_after": after,
+        "path": _path(violation, before, after),
+        "implementation": result.implementation,
+    }
+    finding_id = Finding.derive_id(**fields)
+    replay = Replay(
+        command=command or f"unpacksim replay {finding_id}.json", seed=seed, hypothesis_blob=blob
+    )
+    return Finding.new(id=finding_id, replay=replay, **fields)

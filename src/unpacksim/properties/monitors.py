@@ -6,9 +6,9 @@
   reference graph.  An unprotected parent is what the seed's Stat skip leaves behind
   (containerd #3787): any collection before the Prepare removes it, and the Prepare then
   fails with "parent snapshot ... does not exist".  The check does not wait for a collection
-  to happen; a Prepare on an unprotected parent is already the race.  Prepares of pulls whose
-  own lease the program deleted or expired are not judged (the program took the protection
-  away, not the implementation).
+  to happen; a Prepare on an unprotected parent is already the race.  Prepares under a lease
+  the program deleted or expired, or one that is gone or past its expiry, are not judged (the
+  program took the protection away, not the implementation).
 - :class:`StateMonitor` (``state-invariants``): the invariants that hold at every step
   (:func:`unpacksim.properties.invariants.check_state`: the GC oracle, metadata and backend
   agreement, the parent forest, no harmful dangling edge), run at each step boundary of a
@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from unpacksim.model.clock import parse_rfc3339
 from unpacksim.model.context import ModelContext
+from unpacksim.model.labels import GC_EXPIRE
 from unpacksim.model.snapshots import MetadataSnapshotter, PendingCreate
 from unpacksim.properties.graph import build_graph, reachable, snapshot_id
 from unpacksim.properties.invariants import Violation, check_state
@@ -110,12 +112,25 @@ class PrepareMonitor:
             if isinstance(store, MetadataSnapshotter):
                 proxy.store = _WatchedSnapshotter(store, self)  # type: ignore[assignment]
 
+    def _lease_live(self, ctx: ModelContext) -> bool:
+        """Whether the Prepare's lease is one the program left alone and still lives."""
+        lease = ctx.lease
+        if not lease:
+            return True  # no lease at all: nothing but the implementation to blame
+        if lease in self.runner.revoked:
+            return False
+        record = self.runner.world.db.namespace(ctx.namespace or "").leases.get(lease)
+        if record is None:
+            return False
+        expire = parse_rfc3339(record.labels.get(GC_EXPIRE, "")) if GC_EXPIRE in record.labels else None
+        return expire is None or not self.runner.now > expire
+
     def at_prepare(self, ctx: ModelContext, snapshotter: str, key: str, parent: str) -> None:
         runner = self.runner
         env = runner.env
         process = env.process_name()
         actor = runner.actor_of(process)
-        if not runner.is_pull(actor) or (ctx.lease and ctx.lease in runner.revoked):
+        if not runner.is_pull(actor) or not self._lease_live(ctx):
             return
         self.checked += 1
         graph = build_graph(runner.world.db)

@@ -57,9 +57,9 @@ from unpacksim.properties.scenario import (
 )
 from unpacksim.sim.choose import Chooser
 from unpacksim.sim.context import CancelFunc, Context
-from unpacksim.sim.env import GoroutineFailure
+from unpacksim.sim.env import GoroutineFailure, describe_wait
 from unpacksim.sim.faults import FaultPlan, FaultSite, Rule, get_site
-from unpacksim.sim.run import RunOutcome, run
+from unpacksim.sim.run import BlockedProcess, RunOutcome
 from unpacksim.unpack.eras import preset
 from unpacksim.unpack.fallback import image_unpack
 from unpacksim.unpack.interface import Implementation, resolve, run_pull
@@ -214,6 +214,7 @@ class ProgramRunner:
         self.applied: list[Action] = []
         self.records: list[ActionRecord] = []
         self.pull_results: dict[str, PullResult | None] = {}
+        self.pull_actors: set[str] = set()
         self.cancels: dict[str, CancelFunc] = {}
         self.revoked: dict[str, float] = {}  # lease ID -> when the program deleted/expired it
         self.edited: list[tuple[float, str]] = []  # (time, blob digest) relabelled
@@ -254,6 +255,10 @@ class ProgramRunner:
             process = self.parents.get(process, "")
             seen += 1
         return "daemon"
+
+    def is_pull(self, actor: str) -> bool:
+        """Whether ``actor`` started a pull."""
+        return actor in self.pull_actors
 
     # --- time --------------------------------------------------------------------------
 
@@ -302,6 +307,8 @@ class ProgramRunner:
         if action.at > self.now:
             self.advance_to(action.at)
         self.applied.append(action)
+        if isinstance(action, Pull):
+            self.pull_actors.add(action.actor)
         record = ActionRecord(action, started=self.now)
         self.records.append(record)
         self._start(action, record)
@@ -367,6 +374,8 @@ class ProgramRunner:
         return self.world.context()
 
     def _pull(self, action: Pull) -> Proc:
+        # Set up now, not when the goroutine first runs: a Cancel at the same instant must
+        # find the pull's cancel function.
         impl = self.impl if action.implementation is None else resolve(action.implementation)
         ctx, cancel = self._ctx().with_cancel()
         self.cancels[action.actor] = cancel
@@ -378,6 +387,11 @@ class ProgramRunner:
             discard_content=action.discard,
             max_concurrent_downloads=action.max_concurrent_downloads,
         )
+        return self._pull_run(impl, ctx, action, opts)
+
+    def _pull_run(
+        self, impl: Implementation, ctx: Context, action: Pull, opts: PullOptions
+    ) -> Proc:
         result = yield from run_pull(impl, self.world, ctx, action.image, opts)
         self.pull_results[action.actor] = result
         return result.error or ""
@@ -535,34 +549,61 @@ class ProgramRunner:
     def finish(self) -> RunOutcome:
         """Heal, run to quiescence, collect, then delete every lease and collect again.
 
-        Returns the outcome of the run to quiescence (``completed`` if every action ended).
+        Returns the outcome of the run to quiescence (``completed`` if every action ended);
+        the trace is closed (calls still open are ``indeterminate``).
         """
         if self.heal_time is None:
             self.heal_time = self.now
         self.plan.heal()
-        outcome = self._run_out()
-        self.outcome = outcome
-        if not outcome.ok:
-            return outcome
-        self._settle(self._gc_only, "quiescence")
-        self.quiescence = self._quiescence()
-        self.quiescent_graph = build_graph(self.world.db)
-        self._settle(self._release_all, "rest")
-        return outcome
+        self.outcome = self._drive()
+        if self.outcome.ok:
+            self._settle(self._gc_only, "quiescence")
+            self.quiescence = self._quiescence()
+            self.quiescent_graph = build_graph(self.world.db)
+            self._settle(self._release_all, "rest")
+        self.env.trace.close_open()
+        return self.outcome
 
-    def _run_out(self) -> RunOutcome:
-        if self.stopped:
-            return _stopped_outcome(self)
-        outcome = run(self.env, max_steps=max(self.max_steps - self.steps, 0))
-        self.steps += outcome.steps
-        if outcome.name != "completed":
-            self.stopped = outcome.name
-        return outcome
+    def _drive(self) -> RunOutcome:
+        """Step until every non-daemon process ended and no call is in flight."""
+        env = self.env
+        while not self.stopped and (env.live > 0 or env.trace.open_calls()):
+            if env.failures:
+                self.stopped = "failed"
+            elif self.steps >= self.max_steps:
+                self.stopped = "step_bound"
+            elif env.peek() == float("inf"):
+                self.stopped = "deadlock"
+            else:
+                env.step()
+                self.steps += 1
+        if not self.stopped and env.failures:
+            self.stopped = "failed"
+        return self._outcome(self.stopped or "completed")
+
+    def _outcome(self, name: str) -> RunOutcome:
+        env = self.env
+        blocked = tuple(
+            BlockedProcess(info.name, describe_wait(env, info.process.target), info.daemon)
+            for info in env.processes()
+            if info.process is not None and info.process.is_alive
+        )
+        return RunOutcome(
+            name=name,
+            time=self.now,
+            steps=self.steps,
+            blocked=blocked,
+            failures=tuple(env.failures),
+            faults=self.plan.report(),
+            schedule=env.chooser.schedule,
+        )
 
     def _settle(self, body: Callable[[], Proc], name: str) -> None:
-        self.world.go(body(), name=name)
-        self.roots[name] = name
-        self._run_out()
+        proc = self.world.go(body(), name=name)
+        self.roots[self.env.process_name(proc)] = name
+        outcome = self._drive()
+        if not outcome.ok:
+            self.outcome = outcome
 
     def _gc_only(self) -> Proc:
         yield from self.world.gc.collect("quiescence")
@@ -588,17 +629,6 @@ class ProgramRunner:
     @property
     def failures(self) -> list[GoroutineFailure]:
         return list(self.env.failures)
-
-
-def _stopped_outcome(runner: ProgramRunner) -> RunOutcome:
-    return RunOutcome(
-        name=runner.stopped,
-        time=runner.now,
-        steps=runner.steps,
-        failures=tuple(runner.env.failures),
-        faults=runner.plan.report(),
-        schedule=runner.env.chooser.schedule,
-    )
 
 
 def _selection(program: Program, action: EditLabels) -> tuple[str, Callable[[str, str], bool]]:

@@ -28,8 +28,9 @@ default is ``kmutex.NewNoop()`` (1.6.20 ``unpacker.go`` L63-L65; v1.7.0/v2.0.0
 ``pkg/unpack``/``core/unpack`` ``NewUnpacker``) and ``pull.go`` installs one only from
 ``UnpackConfig.DuplicationSuppressor``, which only CRI sets (``pkg/cri/server/image_pull.go``
 in 1.6.20 since the 1.6.3 backport ``1764ea9a2``, and in v1.7.0).  So ``dedup_keyed_lock`` is
-off in every preset; a pull as CRI makes it is ``preset("v1.7").but(dedup_keyed_lock=True)``
-(or the same on ``v1.6``: 1.6.20's CRI has it too).
+off in every preset; a pull as CRI makes it is ``preset("v1.7").but(dedup_keyed_lock=True)``,
+registered as the implementation ``v1.7-cri`` (the same holds on ``v1.6``: 1.6.20's CRI has it
+too).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from unpacksim.unpack.goerrors import GoError, wrap
 from unpacksim.unpack.handlers import parse_descriptor, update_labels
 from unpacksim.unpack.platforms import MatchComparer, normalize
 from unpacksim.unpack.session import Session
+from unpacksim.unpack.unpacker import parse_diff_ids
 
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context
@@ -41,8 +42,10 @@ def image_unpack(
     """``image.Unpack(ctx, snapshotter)`` (the Pull already holds a lease, so no new one)."""
     world = session.world
     manifest = yield from manifest_for(session, ctx, target, matcher)  # getLayers
-    config = yield from manifest_for(session, ctx, target, matcher)  # i.RootFS -> Config
-    diff_ids = yield from _diff_ids(session, ctx, parse_descriptor(config["config"]))
+    try:  # image.go getLayers: i.i.RootFS's errors are wrapped, Manifest's are not
+        diff_ids = yield from _root_fs(session, ctx, target, matcher)
+    except (ContainerdError, GoError) as exc:
+        raise wrap(exc, "failed to resolve rootfs") from None
     layer_descs = [parse_descriptor(d) for d in manifest.get("layers") or []]
     if len(diff_ids) != len(layer_descs):
         raise GoError("mismatched image rootfs and manifest layers")
@@ -59,12 +62,19 @@ def image_unpack(
     yield from update_labels(world, ctx, config_digest, {key: compute_chain_id(chain)})
 
 
-def _diff_ids(session: Session, ctx: Context, config: Descriptor) -> Proc:
-    blob = yield from session.world.content.read_blob(ctx, config)
-    try:
-        return list(json.loads(blob)["rootfs"]["diff_ids"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise GoError(f"failed to resolve rootfs: {exc}") from None
+def _root_fs(
+    session: Session, ctx: Context, target: Descriptor, matcher: MatchComparer
+) -> Generator[Any, Any, list[str]]:
+    """``images.Image.RootFS``: ``Config`` (a second ``images.Manifest``), then
+    ``images.RootFS``: ReadBlob of the config and its ``rootfs.diff_ids`` (none if absent).
+
+    Raises:
+        the errors of Manifest and ReadBlob as they are; GoError for a config that does not
+        unmarshal (the caller wraps them all in "failed to resolve rootfs").
+    """
+    config = yield from manifest_for(session, ctx, target, matcher)
+    blob = yield from session.world.content.read_blob(ctx, parse_descriptor(config["config"]))
+    return parse_diff_ids(blob)
 
 
 def manifest_for(

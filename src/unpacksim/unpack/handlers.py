@@ -148,6 +148,8 @@ def children(desc: Descriptor, blob: bytes) -> list[Descriptor]:
         doc = json.loads(blob)
     except ValueError as exc:
         raise GoError(f"invalid character in JSON of {desc.digest}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise GoError(f"json: cannot unmarshal {type(doc).__name__} into Go value of {desc.digest}")
     if is_manifest_type(desc.media_type):
         # json.Unmarshal into ocispec.Manifest: a missing or null "layers" is no layers.
         layers = doc.get("layers") or []

@@ -17,22 +17,38 @@ __all__ = ["DEFAULT_PLATFORM", "MatchComparer", "normalize", "only"]
 #: The client default platform in the model (containerd uses the host's).
 DEFAULT_PLATFORM = Platform("linux", "amd64")
 
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
-
 
 def normalize(p: Platform) -> Platform:
-    """``platforms.Normalize``: canonical architecture and variant names."""
-    os_name = p.os.lower()
-    arch = _ARCH_ALIASES.get(p.architecture.lower(), p.architecture.lower())
-    variant = p.variant
-    if arch == "arm64" and variant in ("8", "v8"):
-        variant = ""
-    elif arch == "arm":
-        if p.architecture.lower() == "armhf" or variant in ("", "7"):
-            variant = "v7"
-        elif variant in ("5", "6", "8"):
-            variant = "v" + variant
+    """``platforms.Normalize`` (``platforms/platforms.go``, ``database.go`` normalizeOS and
+    normalizeArch at the seed): lower-case names, canonical architecture and variant.
+
+    An empty OS is the host's (``runtime.GOOS``): ``linux`` in the model.
+    """
+    os_name = p.os.lower() if p.os else DEFAULT_PLATFORM.os
+    if os_name == "macos":
+        os_name = "darwin"
+    arch, variant = _normalize_arch(p.architecture.lower(), p.variant.lower())
     return Platform(os_name, arch, variant)
+
+
+def _normalize_arch(arch: str, variant: str) -> tuple[str, str]:
+    # database.go normalizeArch, case by case.
+    if arch == "i386":
+        return "386", ""
+    if arch in ("x86_64", "x86-64"):
+        return "amd64", ""
+    if arch in ("aarch64", "arm64"):
+        return "arm64", "" if variant in ("8", "v8") else variant
+    if arch == "armhf":
+        return "arm", "v7"
+    if arch == "armel":
+        return "arm", "v6"
+    if arch == "arm":
+        if variant in ("", "7"):
+            return "arm", "v7"
+        if variant in ("5", "6", "8"):
+            return "arm", "v" + variant
+    return arch, variant
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 :class:`ReferenceImplementation` runs :func:`unpacksim.unpack.pull.pull` under one
 :class:`~unpacksim.unpack.eras.Era`.  Importing this module registers one per preset under the
 preset's name (``seed``, ``v1.4``, ``v1.6``, ``v1.7``, ``v2.0``); see
-:mod:`unpacksim.unpack.eras` for the flags each sets.
+:mod:`unpacksim.unpack.eras` for the flags each sets.  It also registers ``v1.7-cri``
+(:data:`CRI_V17`): v1.7 with the duplication suppressor CRI wires in.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from unpacksim.sim.context import Context
     from unpacksim.unpack.world import World
 
-__all__ = ["ReferenceImplementation"]
+__all__ = ["CRI_V17", "ReferenceImplementation"]
 
 _DESCRIPTIONS = {
     "seed": "containerd 03ab1b2cac (2020-06): the seed unpacker, Stat skip, index child labels",
@@ -69,3 +70,17 @@ class ReferenceImplementation:
 
 for _era in PRESETS.values():
     register(ReferenceImplementation(_era), replace=True)
+
+#: ``Client.Pull`` as CRI calls it: v1.7.0 plus the keyed duplication suppressor (#6702), which
+#: ``pkg/cri/server/image_pull.go`` passes through ``WithUnpackDuplicationSuppressor`` and
+#: ``Client.Pull`` alone never installs.  Registered beside the presets, not one of them.
+CRI_V17 = "v1.7-cri"
+
+register(
+    ReferenceImplementation(
+        PRESETS["v1.7"].but(name=CRI_V17, dedup_keyed_lock=True),
+        description="containerd v1.7.0 as CRI pulls: v1.7 plus the keyed duplication "
+        "suppressor (#6702)",
+    ),
+    replace=True,
+)

@@ -48,7 +48,7 @@ from unpacksim.unpack.session import Session
 if TYPE_CHECKING:
     from unpacksim.sim.context import Context
 
-__all__ = ["Unpacker", "cleanup_context", "config_diff_ids"]
+__all__ = ["Unpacker", "cleanup_context", "config_diff_ids", "parse_diff_ids"]
 
 Proc = Generator[Any, Any, Any]
 
@@ -279,7 +279,7 @@ class Unpacker:
 
 
 def config_diff_ids(blob: bytes) -> list[str]:
-    """``json.Unmarshal`` into ``ocispec.Image``, then ``RootFS.DiffIDs``.
+    """``json.Unmarshal`` into ``ocispec.Image``, then ``RootFS.DiffIDs`` (L90-L93).
 
     A missing ``rootfs`` or ``diff_ids`` is an empty list, as in Go.  The message of a JSON
     error is Python's, not Go's (the prefix is Go's).
@@ -288,17 +288,29 @@ def config_diff_ids(blob: bytes) -> list[str]:
         GoError: "unmarshal image config: ..." (invalid JSON, or a field of the wrong type).
     """
     try:
+        return parse_diff_ids(blob)
+    except GoError as exc:
+        raise GoError(f"unmarshal image config: {exc.message}") from None
+
+
+def parse_diff_ids(blob: bytes) -> list[str]:
+    """An image config's ``rootfs.diff_ids`` as ``json.Unmarshal`` reads it, unprefixed.
+
+    Raises:
+        GoError: invalid JSON, or a field of the wrong type.
+    """
+    try:
         doc = json.loads(blob)
     except ValueError as exc:
-        raise GoError(f"unmarshal image config: {exc}") from None
+        raise GoError(str(exc)) from None
     rootfs = doc.get("rootfs") if isinstance(doc, dict) else None
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
     if not isinstance(doc, dict) or not isinstance(rootfs, dict | None):
-        raise GoError("unmarshal image config: json: cannot unmarshal into ocispec.Image")
+        raise GoError("json: cannot unmarshal into ocispec.Image")
     if diff_ids is None:
         return []
     if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
-        raise GoError("unmarshal image config: json: cannot unmarshal diff_ids into []Digest")
+        raise GoError("json: cannot unmarshal diff_ids into []Digest")
     return diff_ids
 
 

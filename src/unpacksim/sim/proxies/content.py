@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from unpacksim.model.content import ContentStore, ContentWriter, Info, Status, WalkFunc
 from unpacksim.model.content_backend import BytesReaderAt
+from unpacksim.model.errdefs import ContainerdError
 from unpacksim.model.oci import Descriptor
 from unpacksim.sim.context import Context, background
 from unpacksim.sim.go import Gen, RWLock
@@ -228,16 +229,23 @@ class WriterProxy(Proxy):
     ) -> Gen[None]:
         """Commit the ingest (a metadata write: ``wlock`` shared, no ``cs.l``).
 
+        The client's writer is the gRPC proxy (``content/proxy/content_writer.go`` ``Commit``,
+        the seed and 1.6.20 alike), which wraps every error of the daemon's commit as
+        ``commit failed: <error>``; the class survives (``errdefs.FromGRPC``).
+
         Raises:
-            FailedPrecondition, AlreadyExists, NotFound, Unknown: as ``ContentWriter.commit``.
+            FailedPrecondition, AlreadyExists, NotFound, Unknown: as ``ContentWriter.commit``,
+                wrapped ``commit failed``.
         """
         args = {"ref": self.ref, "size": size, "expected": expected}
-        return self._write(
-            ctx,
-            "content.commit",
-            lambda: self.writer.commit(ctx, size, expected, labels=labels),
-            args,
-        )
+
+        def commit() -> None:
+            try:
+                self.writer.commit(ctx, size, expected, labels=labels)
+            except ContainerdError as exc:
+                raise exc.wrapped("commit failed") from None
+
+        return self._write(ctx, "content.commit", commit, args)
 
     def close(self, ctx: Context) -> Gen[None]:
         """Close the writer: release the ref lock, keep the ingest resumable.
