@@ -299,7 +299,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "Stat of the chain ID on AlreadyExists.",
         space=SearchSpace(
             images=(_APP, _THREE),
-            slots=(("pull",), ("pull",), ("pull", "skip")),
+            slots=(("pull",), ("pull",), ("skip", "pull")),
             gaps=_SEQUENTIAL_OR_NOT,
         ),
     ),
@@ -324,12 +324,13 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             images=(_BASE, _APP, _OTHER),
             slots=(
                 ("pull",),
-                ("delete_image", "gc", "skip"),
+                ("skip", "delete_image", "gc"),
                 ("pull",),
-                ("gc", "skip"),
+                ("skip", "gc"),
             ),
             gaps=_SEQUENTIAL_OR_NOT,
             sites=("gc.run",),
+            gc_scheduler=False,
         ),
     ),
     CatalogueEntry(
@@ -351,7 +352,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "abort under a cleanup context so Remove does not fail with 'context canceled'.",
         space=SearchSpace(
             images=(_APP, _BIG),
-            slots=(("pull",), ("cancel", "skip")),
+            slots=(("pull",), ("skip", "cancel")),
             gaps=_INSIDE_A_PULL,
             sites=("fetch.error",),
             bandwidth=2_000_000.0,
@@ -381,9 +382,9 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             images=(_APP, _THREE),
             slots=(
                 ("pull",),
-                ("hold_snapshot", "skip"),
-                ("delete_image", "gc", "skip"),
-                ("gc", "skip"),
+                ("skip", "hold_snapshot"),
+                ("skip", "delete_image", "gc"),
+                ("skip", "gc"),
                 ("pull",),
             ),
             gaps=_SEQUENTIAL_OR_NOT,
@@ -412,7 +413,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "the image as absent instead.",
         space=SearchSpace(
             images=(_APP, _THREE),
-            slots=(("pull",), ("gc", "delete_lease", "skip"), ("unpack", "hold_snapshot")),
+            slots=(("pull",), ("skip", "gc", "delete_lease"), ("hold_snapshot", "unpack")),
             gaps=_SEQUENTIAL_OR_NOT,
             snapshotters=("native", "devmapper"),
         ),
@@ -435,7 +436,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         fix="535191abf (#6109, v1.6.0).",
         space=SearchSpace(
             images=(_BIG, _THREE),
-            slots=(("pull",), ("pull", "skip")),
+            slots=(("pull",), ("skip", "pull")),
             gaps=_SEQUENTIAL_OR_NOT,
             bandwidth=2_000_000.0,
         ),
@@ -458,7 +459,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         "sn://<snapshotter>/<chainID> around a layer's Stat..Commit.",
         space=SearchSpace(
             images=(_APP, _THREE),
-            slots=(("pull",), ("pull",), ("pull", "skip")),
+            slots=(("pull",), ("pull",), ("skip", "pull")),
             gaps=_SEQUENTIAL_OR_NOT,
         ),
     ),
@@ -482,9 +483,9 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         fix="550518ab8 (PR #3570, 2019-08-21, v1.3.0-rc.0): read the trailing data again.",
         space=SearchSpace(
             images=(_APP, _BASE),
-            slots=(("pull",), ("pull", "skip")),
+            slots=(("pull",), ("skip", "pull")),
             gaps=_SEQUENTIAL_OR_NOT,
-            sites=("diff.apply.wrong_diff_id", "fetch.corrupt"),
+            sites=("diff.apply.wrong_diff_id",),
             fire_one_in=3,
         ),
     ),

@@ -191,6 +191,7 @@ class _Drawer:
         self.pull_options = dict(pull_options)
         self.images = [i.name for i in space.images]
         self.pulls: list[str] = []
+        self.pulled: list[str] = []  # images pulled so far, most recent first
         self.counts: dict[str, int] = {}
 
     def pick(self, options: Sequence[Any], label: str) -> Any:
@@ -207,6 +208,12 @@ class _Drawer:
         )
         return gaps[index]
 
+    def target_image(self, label: str) -> str:
+        """An image for a non-pull action: the one pulled last comes first (index 0)."""
+        ordered = list(dict.fromkeys([*self.pulled, *self.images]))
+        image: str = self.pick(ordered, f"{label} image")
+        return image
+
     def numbered(self, prefix: str) -> str:
         n = self.counts.get(prefix, 0) + 1
         self.counts[prefix] = n
@@ -220,7 +227,9 @@ class _Drawer:
     def _pull(self, at: float, label: str) -> Action:
         actor = self.numbered("pull")
         self.pulls.append(actor)
-        pull = Pull(at=at, actor=actor, image=self.pick(self.images, f"{label} image"))
+        image = self.pick(self.images, f"{label} image")
+        self.pulled.insert(0, image)
+        pull = Pull(at=at, actor=actor, image=image)
         return replace(pull, **self.pull_options) if self.pull_options else pull
 
     def _cancel(self, at: float, label: str) -> Action | None:
@@ -229,7 +238,7 @@ class _Drawer:
         return Cancel(at=at, actor="user", target=self.pick(self.pulls, f"{label} target"))
 
     def _delete_image(self, at: float, label: str) -> Action:
-        image = self.pick(self.images, f"{label} image")
+        image = self.target_image(label)
         return DeleteImage(at=at, actor="user", image=image, sync=self.pick((False, True), label))
 
     def _delete_lease(self, at: float, label: str) -> Action | None:
@@ -246,7 +255,7 @@ class _Drawer:
         return EditLabels(
             at=at,
             actor="user",
-            image=self.pick(self.images, f"{label} image"),
+            image=self.target_image(label),
             selector=self.pick(LABEL_SELECTORS, f"{label} selector"),
         )
 
@@ -255,7 +264,7 @@ class _Drawer:
 
     def _hold_snapshot(self, at: float, label: str) -> Action:
         container = self.numbered("container")
-        image = self.pick(self.images, f"{label} image")
+        image = self.target_image(label)
         return HoldSnapshot(at=at, actor=container, image=image, container=container)
 
     def _unpack(self, at: float, label: str) -> Action:
@@ -263,7 +272,7 @@ class _Drawer:
         return Unpack(
             at=at,
             actor=self.numbered("unpack"),
-            image=self.pick(self.images, f"{label} image"),
+            image=self.target_image(label),
             snapshotter=snapshotters[-1] if len(snapshotters) > 1 else None,
         )
 
