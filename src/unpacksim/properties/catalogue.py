@@ -13,9 +13,8 @@ Every :class:`CatalogueEntry` names one race and says:
   the search; nothing is scripted.
 
 ``unpacksim catalogue`` lists the entries; ``unpacksim catalogue run NAME`` searches for one.
-Importing this module registers the two catalogue-only implementations
-(:data:`NO_UNIQUE_KEYS`, :data:`NO_TRAILING_READ`) under their names, so findings that name
-them replay.
+The catalogue-only implementations (the seed with one change undone or one feature off) live
+in :mod:`unpacksim.properties.variants`; importing this module registers them.
 """
 
 from __future__ import annotations
@@ -26,19 +25,17 @@ from types import MappingProxyType
 from typing import Any
 
 from unpacksim.properties.scenario import ImageSpec
-from unpacksim.unpack.eras import preset
-from unpacksim.unpack.interface import register, registered, resolve
-from unpacksim.unpack.reference import ReferenceImplementation
+from unpacksim.properties.spaces import SearchSpace
+from unpacksim.properties.variants import FETCH_ONLY, NO_TRAILING_READ, NO_UNIQUE_KEYS
+from unpacksim.unpack.interface import resolve
 
 __all__ = [
     "CATALOGUE",
-    "KINDS",
     "NO_TRAILING_READ",
     "NO_UNIQUE_KEYS",
     "CatalogueEntry",
     "CatalogueError",
     "Configuration",
-    "SearchSpace",
     "entry",
     "names",
 ]
@@ -48,22 +45,8 @@ class CatalogueError(ValueError):
     """Misuse of the catalogue: an unknown entry name, or an entry that is not well formed."""
 
 
-#: The action kinds a search space may use (``skip``: no action in that slot).
-KINDS = (
-    "pull",
-    "cancel",
-    "delete_image",
-    "delete_lease",
-    "expire_lease",
-    "edit_labels",
-    "gc",
-    "hold_snapshot",
-    "unpack",
-    "skip",
-)
-
 #: The pull options a :class:`Configuration` may set on every pull of a program.
-PULL_OPTIONS = ("discard", "max_concurrent_downloads", "unpack", "snapshotter")
+PULL_OPTIONS = ("discard", "max_concurrent_downloads", "snapshotter")
 
 
 @dataclass(frozen=True)
@@ -73,7 +56,7 @@ class Configuration:
     Attributes:
         implementation: a registered implementation name or ``module:attribute``.
         pull_options: fields set on every ``Pull`` of a drawn program (``discard``,
-            ``max_concurrent_downloads``, ``unpack``, ``snapshotter``).
+            ``max_concurrent_downloads``, ``snapshotter``).
         note: why this configuration has (or lacks) the race, in one sentence.
     """
 
@@ -101,67 +84,6 @@ class Configuration:
             "implementation": self.implementation,
             "pull_options": dict(self.pull_options),
             "note": self.note,
-        }
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """The kind of workload a race lives in; the explorer draws concrete programs from it.
-
-    A drawn program has one action per slot (``skip`` draws none), each a kind from the
-    slot's alternatives, its arguments drawn from the images and the actors before it, and
-    a start time a drawn gap after the previous one.  Gap 0 of :attr:`gaps` is drawn most
-    often and is what shrinking goes to: with the default, actions run one after another
-    unless the search decides they overlap.
-
-    Attributes:
-        images: the images the registry serves.
-        slots: per action, the kinds it may be (from :data:`KINDS`).
-        gaps: the simulated seconds between the starts of consecutive actions.
-        sites: fault sites the chooser may activate (an exploring fault plan).
-        fire_one_in: an active site fires on one in this many hits.
-        snapshotters: the daemon's snapshotters (the first is the default).
-        gc_scheduler: run containerd's GC scheduler.
-        bandwidth: the registry link in bytes per simulated second (None: the default).
-        max_decisions: chooser decisions drawn per run (later ones are FIFO).
-        max_steps: the simulation's step bound per run.
-    """
-
-    images: tuple[ImageSpec, ...]
-    slots: tuple[tuple[str, ...], ...]
-    gaps: tuple[float, ...] = (1.0, 0.0, 0.001, 0.005, 0.02)
-    sites: tuple[str, ...] = ()
-    fire_one_in: int = 2
-    snapshotters: tuple[str, ...] = ("native",)
-    gc_scheduler: bool = True
-    bandwidth: float | None = None
-    max_decisions: int = 300
-    max_steps: int = 50_000
-
-    def __post_init__(self) -> None:
-        if not self.images:
-            raise CatalogueError("a search space needs at least one image")
-        if not self.slots or any(not s for s in self.slots):
-            raise CatalogueError("a search space needs slots, each with at least one kind")
-        for slot in self.slots:
-            unknown = [k for k in slot if k not in KINDS]
-            if unknown:
-                raise CatalogueError(f"unknown action kinds {unknown}; kinds are {KINDS}")
-        if not self.gaps or any(g < 0 for g in self.gaps):
-            raise CatalogueError("gaps must be a non-empty tuple of times >= 0")
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "images": [i.to_json() for i in self.images],
-            "slots": [list(s) for s in self.slots],
-            "gaps": list(self.gaps),
-            "sites": list(self.sites),
-            "fire_one_in": self.fire_one_in,
-            "snapshotters": list(self.snapshotters),
-            "gc_scheduler": self.gc_scheduler,
-            "bandwidth": self.bandwidth,
-            "max_decisions": self.max_decisions,
-            "max_steps": self.max_steps,
         }
 
 
@@ -216,59 +138,6 @@ class CatalogueEntry:
         }
 
 
-# --- implementations only the catalogue needs --------------------------------------------
-
-
-class DaemonVariant(ReferenceImplementation):
-    """The reference pull against a daemon with some of its later changes undone.
-
-    ``daemon`` adds keyword arguments for ``World.create`` (on top of the era's own
-    ``world_options``), e.g. ``{"apply_reads_trailing_data": False}``.
-    """
-
-    def __init__(
-        self, era_name: str, *, name: str, description: str, daemon: Mapping[str, Any]
-    ) -> None:
-        super().__init__(preset(era_name), name=name, description=description)
-        self._daemon = dict(daemon)
-
-    @property
-    def world_options(self) -> Mapping[str, Any]:
-        return {**self.era.world_options, **self._daemon}
-
-
-#: The seed with the 2017 extraction keys (``extract <chainID>``): before 597d0d76a (#1480).
-NO_UNIQUE_KEYS = "seed-no-unique-keys"
-#: The seed against a v1.3.0-beta.2 diff applier that skips the tar's trailing data
-#: (81386df91, fixed by 550518ab8 / #3570).
-NO_TRAILING_READ = "seed-no-trailing-read"
-
-
-def _register_variants() -> None:
-    if NO_UNIQUE_KEYS not in registered():
-        register(
-            ReferenceImplementation(
-                preset("seed").but(unique_keys=False),
-                name=NO_UNIQUE_KEYS,
-                description="the seed with 2017 extraction keys 'extract <chainID>' "
-                "(before 597d0d76a, #1480)",
-            )
-        )
-    if NO_TRAILING_READ not in registered():
-        register(
-            DaemonVariant(
-                "seed",
-                name=NO_TRAILING_READ,
-                description="the seed against a v1.3.0-beta.2 diff applier that does not read "
-                "the tar's trailing data (81386df91; fixed by 550518ab8, #3570)",
-                daemon={"apply_reads_trailing_data": False},
-            )
-        )
-
-
-_register_variants()
-
-
 # --- the entries -----------------------------------------------------------------------------
 
 _BASE = ImageSpec("registry.test/base:1", ("base",))
@@ -276,9 +145,10 @@ _APP = ImageSpec("registry.test/app:1", ("base", "app"))
 _OTHER = ImageSpec("registry.test/other:1", ("base", "other"))
 _THREE = ImageSpec("registry.test/three:1", ("base", "lib", "top"))
 _BIG = ImageSpec("registry.test/big:1", ("big-a", "big-b", "big-c"), layer_bytes=64 * 1024)
+_BIG_TWO = ImageSpec("registry.test/big-two:1", ("big-a", "big-d"), layer_bytes=64 * 1024)
 
 _SEQUENTIAL_OR_NOT = (1.0, 0.0, 0.001, 0.005, 0.02)
-_INSIDE_A_PULL = (1.0, 0.0, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03)
+_INSIDE_A_PULL = (1.0, 0.0, 0.01, 0.02, 0.03, 0.04, 0.05)
 
 CATALOGUE: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(
@@ -290,8 +160,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             NO_UNIQUE_KEYS, note="extraction keys are derived from the chain ID only"
         ),
         without_race=Configuration("seed", note="unique extract-<unique> <chainID> keys"),
-        symptom='failed to prepare extraction layer: snapshot "extract sha256:..." already '
-        "exists",
+        symptom='failed to prepare extraction layer: snapshot "extract sha256:..." already exists',
         mechanism="Both pulls Prepare the same key 'extract <chainID>'; the second gets "
         "AlreadyExists on every try while the first has not committed the chain ID yet, "
         "and gives up after three tries.",
@@ -302,6 +171,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             slots=(("pull",), ("pull",), ("skip", "pull")),
             gaps=_SEQUENTIAL_OR_NOT,
         ),
+        budget=150,
     ),
     CatalogueEntry(
         name="stat-skip-gc-parent",
@@ -321,17 +191,13 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         fix="c7fb8a925 (#10187, lease on AlreadyExists) and d7f83034c (#10723, no Stat skip): "
         "v2.0.0, v1.7.23, v1.6.37.",
         space=SearchSpace(
-            images=(_BASE, _APP, _OTHER),
-            slots=(
-                ("pull",),
-                ("skip", "delete_image", "gc"),
-                ("pull",),
-                ("skip", "gc"),
-            ),
+            images=(_APP, _OTHER),
+            slots=(("pull",), ("skip", "delete_image"), ("pull",), ("skip", "gc")),
             gaps=_SEQUENTIAL_OR_NOT,
             sites=("gc.run",),
             gc_scheduler=False,
         ),
+        budget=200,
     ),
     CatalogueEntry(
         name="extract-leak-on-cancel",
@@ -351,25 +217,26 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         fix="8017daa12 (#6749, v1.7.0): abort on those paths; 0bc9f7b54/b550526cc (#7859): "
         "abort under a cleanup context so Remove does not fail with 'context canceled'.",
         space=SearchSpace(
-            images=(_APP, _BIG),
+            images=(_BIG, _BIG_TWO),
             slots=(("pull",), ("skip", "cancel")),
             gaps=_INSIDE_A_PULL,
             sites=("fetch.error",),
             bandwidth=2_000_000.0,
         ),
+        budget=200,
     ),
     CatalogueEntry(
         name="layers-not-fetched",
         title="A pull does not fetch layers whose snapshots already exist",
         issues=("containerd#8973", "moby#49784", "moby#49473"),
         properties=("referenced-blobs-present",),
-        with_race=Configuration("seed", note="layers are fetched lazily, from the first "
-                                "layer whose snapshot is missing"),
+        with_race=Configuration(
+            "seed", note="layers are fetched lazily, from the first layer whose snapshot is missing"
+        ),
         without_race=Configuration(
-            "seed",
-            {"unpack": False},
-            note="never fixed in a release (fetch-all is a later opt-in, #14126): without "
-            "unpack every layer is fetched",
+            FETCH_ONLY,
+            note="never fixed in a release (fetch-all is a later opt-in, #14126): the same "
+            "pulls without unpack fetch every layer",
         ),
         symptom="content digest sha256:...: not found (ctr images check / export / push of "
         "an image that pulled fine)",
@@ -383,12 +250,13 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             slots=(
                 ("pull",),
                 ("skip", "hold_snapshot"),
-                ("skip", "delete_image", "gc"),
+                ("skip", "delete_image"),
                 ("skip", "gc"),
                 ("pull",),
             ),
-            gaps=_SEQUENTIAL_OR_NOT,
+            gaps=(1.0, 0.0, 0.01),
         ),
+        budget=200,
     ),
     CatalogueEntry(
         name="discard-second-snapshotter",
@@ -401,8 +269,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
         without_race=Configuration(
             "v1.6",
             {"discard": False},
-            note="partly open upstream (#8878, #10703 proposals): without discard the blobs "
-            "stay",
+            note="partly open upstream (#8878, #10703 proposals): without discard the blobs stay",
         ),
         symptom="failed to extract layer ...: failed to get reader from content store: "
         "content digest sha256:...: not found",
@@ -417,6 +284,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             gaps=_SEQUENTIAL_OR_NOT,
             snapshotters=("native", "devmapper"),
         ),
+        budget=150,
     ),
     CatalogueEntry(
         name="limiter-ineffective",
@@ -440,6 +308,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             gaps=_SEQUENTIAL_OR_NOT,
             bandwidth=2_000_000.0,
         ),
+        budget=100,
     ),
     CatalogueEntry(
         name="duplicate-unpack",
@@ -462,6 +331,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             slots=(("pull",), ("pull",), ("skip", "pull")),
             gaps=_SEQUENTIAL_OR_NOT,
         ),
+        budget=150,
     ),
     CatalogueEntry(
         name="diff-id-trailing-data",
@@ -473,7 +343,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             note="v1.3.0-beta.2's direct-unpack applier hashes only what the tar reader read",
         ),
         without_race=Configuration("seed", note="the applier reads trailing data (#3570)"),
-        symptom='failed to unpack image on snapshotter overlayfs: wrong diff id calculated '
+        symptom="failed to unpack image on snapshotter overlayfs: wrong diff id calculated "
         'on extraction "sha256:..."',
         mechanism="The direct-unpack refactoring (81386df91) dropped 'read any trailing data' "
         "from diff/apply Apply, so the diff ID was hashed only up to the tar's end-of-archive "
@@ -488,6 +358,7 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
             sites=("diff.apply.wrong_diff_id",),
             fire_one_in=3,
         ),
+        budget=100,
     ),
 )
 

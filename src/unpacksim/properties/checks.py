@@ -53,7 +53,6 @@ from unpacksim.properties.scenario import (
     Cancel,
     CreateLease,
     DeleteImage,
-    EditLabels,
     HoldSnapshot,
     Program,
     ProgramError,
@@ -155,18 +154,31 @@ def _edited_during(result: RunResult, digests: Iterable[str], start: float, end:
 
 
 def _user_lease_ok(result: RunResult, pull: Pull, until: float) -> bool:
-    """Whether the user lease a pull names was created before it and lives until ``until``.
+    """Whether the user lease a pull names existed before the pull's first call and lives
+    until ``until``.
 
     Expiry is in whole seconds (``gc.expire`` is RFC3339), as containerd writes it.
     """
     if not pull.lease:
         return True
+    created = _created_before(result, pull.lease, pull.actor)
     for action in result.program.actions:
-        if isinstance(action, CreateLease) and action.lease == pull.lease and action.at <= pull.at:
+        if isinstance(action, CreateLease) and action.lease == pull.lease and created:
             if action.expire_in is None:
                 return True
             expire = parse_rfc3339(format_rfc3339(action.at + action.expire_in))
             return expire is not None and not until > expire
+    return False
+
+
+def _created_before(result: RunResult, lease: str, actor: str) -> bool:
+    """Whether lease ``lease`` was created (the call completed) before ``actor``'s first call."""
+    for event in _events(result):
+        if event.type == "complete" and event.op == "leases.create" and event.outcome == "ok":
+            if event.args.get("id") == lease:
+                return True
+        elif event.type == "invoke" and result.actor_of(event.process) == actor:
+            return False
     return False
 
 
@@ -180,13 +192,32 @@ def _lease_disturbed(result: RunResult, pull: Pull, until: float) -> str:
     return ""
 
 
+def _corrupted_blob(result: RunResult, pull: Pull) -> str:
+    """A corrupting fault on a blob of the pull's image before it ended ("" if none).
+
+    A corrupt download leaves its bytes in the shared ingest (``content/local`` keeps the
+    ingest after a failed commit), so the next writer of that ref resumes from them and
+    fails too: another pull's fault reaches this one.
+    """
+    digests = _image_digests(result.program, pull.image)
+    end = _ended(result, pull.actor)
+    for event in _events(result):
+        if event.time > end:
+            break
+        fetched = event.type == "fault" and event.op in CORRUPTING_SITES[:2]
+        if fetched and event.args.get("key") in digests:
+            return f"fault {event.op} corrupted its blob {event.args.get('key')}"
+    return ""
+
+
 def _disturbed(result: RunResult, pull: Pull) -> str:
     """Why the program (not the implementation) may have made ``pull`` fail ("" if not)."""
-    faults = [
-        e for e in _faults_by_actor(result).get(pull.actor, []) if e.op not in HARMLESS_SITES
-    ]
+    faults = [e for e in _faults_by_actor(result).get(pull.actor, []) if e.op not in HARMLESS_SITES]
     if faults:
         return f"fault {faults[0].op} fired in it"
+    corrupted = _corrupted_blob(result, pull)
+    if corrupted:
+        return corrupted
     if any(isinstance(a, Cancel) and a.target == pull.actor for a in result.program.actions):
         return "it was cancelled"
     lease = _lease_disturbed(result, pull, _ended(result, pull.actor))
@@ -262,7 +293,8 @@ def pulls_succeed_without_faults(result: RunResult) -> list[Violation]:
     """``pulls-succeed-without-faults``: an undisturbed pull succeeds.
 
     Undisturbed: no fault fired in its processes (a ``gc.run`` collection does not count),
-    it was not cancelled, the program did not revoke its lease, its user lease (if any) was
+    no fault corrupted the download of one of its blobs (in any pull: the corrupt bytes stay
+    in the shared ingest and a later writer resumes from them), it was not cancelled, the program did not revoke its lease, its user lease (if any) was
     created before it and lived through it, and the program did not edit its image's labels
     while it ran.  Concurrent pulls, image deletions and collections do not disturb a pull.
     """
@@ -380,8 +412,10 @@ def _chain_problems(result: RunResult, name: str, snapshotter: str) -> list[str]
             problems.append(f"snapshot {chain} is missing or not committed on {parent!r}")
         parent = chain
     graph = result.final_graph
-    if want and graph is not None and snapshot_id(ns.name, snapshotter, want) not in reachable(
-        graph
+    if (
+        want
+        and graph is not None
+        and snapshot_id(ns.name, snapshotter, want) not in reachable(graph)
     ):
         problems.append(f"snapshot {want} is not reachable from any GC root")
     return problems
@@ -478,9 +512,7 @@ def referenced_blobs_present(result: RunResult) -> list[Violation]:
     return out
 
 
-def _after_in_process(
-    events: list[TraceEvent], start: int, process: str
-) -> Iterable[TraceEvent]:
+def _after_in_process(events: list[TraceEvent], start: int, process: str) -> Iterable[TraceEvent]:
     for event in events[start + 1 :]:
         if event.process == process:
             yield event
@@ -511,9 +543,9 @@ def _corrupt_commit(events: list[TraceEvent], i: int, event: TraceEvent) -> Trac
         else:
             if later.op == "registry.fetch" and later.type == "invoke":
                 return None
-            if later.op == "content.commit" and later.type == "complete":
-                if key in str(later.args.get("ref", "")):
-                    return later if later.outcome == "ok" else None
+            commit = later.op == "content.commit" and later.type == "complete"
+            if commit and key in str(later.args.get("ref", "")):
+                return later if later.outcome == "ok" else None
     return None
 
 

@@ -1,9 +1,9 @@
 """The explorer: search for races with Hypothesis, shrink them, write them as findings.
 
 :func:`explore` runs a Hypothesis search over the programs of a
-:class:`~unpacksim.properties.catalogue.SearchSpace` (which actions, their arguments and
-timing), the schedules (every scheduling decision is drawn through a
-:class:`~unpacksim.sim.hypothesis_chooser.HypothesisChooser`) and the fault plans (an
+:class:`~unpacksim.properties.spaces.SearchSpace` (which actions, their arguments and
+timing), the schedules (every scheduling decision is drawn by Hypothesis before the run and
+played by a :class:`~unpacksim.properties.strategies.PicksChooser`) and the fault plans (an
 exploring plan whose decisions go through the same chooser).  Each example is one
 :func:`~unpacksim.properties.program.run_program`; a violation of a checked property fails
 the example, Hypothesis shrinks it (programs toward fewer, sequential actions; schedules
@@ -28,8 +28,8 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, MappingProxyType
 from typing import Any
@@ -40,32 +40,20 @@ from hypothesis import strategies as st
 from hypothesis.strategies import DataObject
 
 from unpacksim.properties import checks
-from unpacksim.properties.catalogue import (
-    CatalogueEntry,
-    Configuration,
-    SearchSpace,
-)
+from unpacksim.properties.catalogue import CatalogueEntry, Configuration
 from unpacksim.properties.findings import build_finding
 from unpacksim.properties.program import RunResult, run_program
-from unpacksim.properties.strategies import PicksChooser
-from unpacksim.properties.scenario import (
-    LABEL_SELECTORS,
-    Action,
-    Cancel,
-    CollectGarbage,
-    DeleteImage,
-    DeleteLease,
-    EditLabels,
-    ExpireLease,
-    HoldSnapshot,
-    ImageSpec,
-    Program,
-    Pull,
-    Unpack,
+from unpacksim.properties.scenario import Program
+from unpacksim.properties.spaces import (
+    GENERAL_SPACE,
+    SearchSpace,
+    draw_picks,
+    draw_program,
+    fault_plan,
 )
+from unpacksim.properties.strategies import PicksChooser
 from unpacksim.reports.io import write_finding, write_text_atomic
 from unpacksim.reports.records import Finding
-from unpacksim.sim.faults import FaultPlan
 from unpacksim.unpack.interface import resolve
 
 __all__ = [
@@ -74,10 +62,13 @@ __all__ = [
     "Discovery",
     "ExploreResult",
     "ImplementationFailure",
+    "RunTimeout",
     "Search",
+    "check_ran",
     "draw_program",
     "explore",
     "search_for",
+    "watchdog",
 ]
 
 #: Wall seconds one run may take before the search stops with an ImplementationFailure.
@@ -161,173 +152,6 @@ def search_for(
     )
 
 
-_GENERAL_IMAGES = (
-    ImageSpec("registry.test/base:1", ("base",)),
-    ImageSpec("registry.test/app:1", ("base", "app")),
-    ImageSpec("registry.test/other:1", ("base", "other")),
-)
-_ANY = ("pull", "delete_image", "gc", "cancel", "hold_snapshot", "delete_lease", "skip")
-
-#: The space ``unpacksim explore`` searches when no catalogue space is named: pulls of images
-#: sharing a base, image and lease deletion, GC, cancellation and containers, in any order.
-GENERAL_SPACE = SearchSpace(
-    images=_GENERAL_IMAGES,
-    slots=(("pull",), _ANY, _ANY, _ANY),
-    sites=("gc.run", "fetch.error"),
-)
-
-
-# --- drawing programs ----------------------------------------------------------------------
-
-
-class _Drawer:
-    """Draws one program from a space through Hypothesis (see :func:`draw_program`)."""
-
-    def __init__(
-        self, space: SearchSpace, data: DataObject, pull_options: Mapping[str, Any]
-    ) -> None:
-        self.space = space
-        self.data = data
-        self.pull_options = dict(pull_options)
-        self.images = [i.name for i in space.images]
-        self.pulls: list[str] = []
-        self.pulled: list[str] = []  # images pulled so far, most recent first
-        self.counts: dict[str, int] = {}
-
-    def pick(self, options: Sequence[Any], label: str) -> Any:
-        if len(options) == 1:
-            return options[0]
-        index: int = self.data.draw(st.integers(0, len(options) - 1), label=label)
-        return options[index]
-
-    def gap(self, i: int) -> float:
-        # Gap 0 of the space is drawn about half the time, and is what shrinking goes to.
-        gaps = self.space.gaps
-        index: int = self.data.draw(
-            st.one_of(st.just(0), st.integers(0, len(gaps) - 1)), label=f"gap {i}"
-        )
-        return gaps[index]
-
-    def target_image(self, label: str) -> str:
-        """An image for a non-pull action: the one pulled last comes first (index 0)."""
-        ordered = list(dict.fromkeys([*self.pulled, *self.images]))
-        image: str = self.pick(ordered, f"{label} image")
-        return image
-
-    def numbered(self, prefix: str) -> str:
-        n = self.counts.get(prefix, 0) + 1
-        self.counts[prefix] = n
-        return f"{prefix}-{n}"
-
-    def action(self, kind: str, at: float, i: int) -> Action | None:
-        make = getattr(self, f"_{kind}")
-        result: Action | None = make(at, f"slot {i}")
-        return result
-
-    def _pull(self, at: float, label: str) -> Action:
-        actor = self.numbered("pull")
-        self.pulls.append(actor)
-        image = self.pick(self.images, f"{label} image")
-        self.pulled.insert(0, image)
-        pull = Pull(at=at, actor=actor, image=image)
-        return replace(pull, **self.pull_options) if self.pull_options else pull
-
-    def _cancel(self, at: float, label: str) -> Action | None:
-        if not self.pulls:
-            return None
-        return Cancel(at=at, actor="user", target=self.pick(self.pulls, f"{label} target"))
-
-    def _delete_image(self, at: float, label: str) -> Action:
-        image = self.target_image(label)
-        return DeleteImage(at=at, actor="user", image=image, sync=self.pick((False, True), label))
-
-    def _delete_lease(self, at: float, label: str) -> Action | None:
-        if not self.pulls:
-            return None
-        return DeleteLease(at=at, actor="user", of_pull=self.pick(self.pulls, f"{label} pull"))
-
-    def _expire_lease(self, at: float, label: str) -> Action | None:
-        if not self.pulls:
-            return None
-        return ExpireLease(at=at, actor="user", of_pull=self.pick(self.pulls, f"{label} pull"))
-
-    def _edit_labels(self, at: float, label: str) -> Action:
-        return EditLabels(
-            at=at,
-            actor="user",
-            image=self.target_image(label),
-            selector=self.pick(LABEL_SELECTORS, f"{label} selector"),
-        )
-
-    def _gc(self, at: float, label: str) -> Action:
-        return CollectGarbage(at=at, actor="gc", sync=self.pick((False, True), label))
-
-    def _hold_snapshot(self, at: float, label: str) -> Action:
-        container = self.numbered("container")
-        image = self.target_image(label)
-        return HoldSnapshot(at=at, actor=container, image=image, container=container)
-
-    def _unpack(self, at: float, label: str) -> Action:
-        snapshotters = self.space.snapshotters
-        return Unpack(
-            at=at,
-            actor=self.numbered("unpack"),
-            image=self.target_image(label),
-            snapshotter=snapshotters[-1] if len(snapshotters) > 1 else None,
-        )
-
-    def _skip(self, at: float, label: str) -> None:
-        return None
-
-
-def draw_program(
-    space: SearchSpace, data: DataObject, pull_options: Mapping[str, Any] | None = None
-) -> Program:
-    """One program of ``space``, drawn from ``data`` (a Hypothesis ``st.data()`` object).
-
-    One action per slot (a ``skip`` draws none), its kind drawn among the slot's, its image
-    among the space's, its target among the pulls before it; the first starts at 0 and each
-    next one a drawn gap later.  ``pull_options`` are set on every pull.
-    """
-    drawer = _Drawer(space, data, pull_options or {})
-    actions: list[Action] = []
-    at = 0.0
-    for i, slot in enumerate(space.slots):
-        if i:
-            at = round(at + drawer.gap(i), 9)
-        kind = drawer.pick(slot, f"slot {i} kind")
-        action = drawer.action(kind, at, i)
-        if action is not None:
-            actions.append(action)
-    return Program(
-        images=space.images,
-        actions=tuple(actions),
-        snapshotters=space.snapshotters,
-        gc_scheduler=space.gc_scheduler,
-        bandwidth=space.bandwidth,
-    )
-
-
-def draw_picks(space: SearchSpace, data: DataObject) -> list[int]:
-    """The chooser's picks for one run, drawn before it starts (``PicksChooser``: decision
-    ``i`` takes ``picks[i] % n``, FIFO after the list).
-
-    Drawing every decision up front keeps Hypothesis's draws out of the simulation's
-    processes, and the list shrinks toward fewer and smaller picks: toward FIFO.
-    """
-    picks: list[int] = data.draw(
-        st.lists(st.integers(0, 7), max_size=space.max_decisions), label="schedule picks"
-    )
-    return picks
-
-
-def fault_plan(space: SearchSpace) -> FaultPlan | None:
-    """The exploring fault plan of ``space`` (None when it explores no site)."""
-    if not space.sites:
-        return None
-    return FaultPlan.exploring(list(space.sites), fire_one_in=space.fire_one_in)
-
-
 # --- the search ----------------------------------------------------------------------------
 
 
@@ -346,6 +170,44 @@ class _Broken(_Stop):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class RunTimeout(KeyboardInterrupt):
+    """One run took more wall time than allowed (raised by :func:`watchdog`).
+
+    A KeyboardInterrupt so that it stops a Hypothesis search at once instead of being
+    shrunk as a failing example.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def check_ran(result: RunResult, name: str, where: str) -> None:
+    """Raise if the implementation raised or never returned in ``result``.
+
+    Raises:
+        ImplementationFailure: a goroutine raised, or the run ended in a deadlock or at the
+            step bound (the message names the process, the error and ``where``).
+    """
+    outcome = result.outcome
+    failures = result.runner.failures
+    if failures:
+        failure = failures[0]
+        raise ImplementationFailure(
+            f"implementation {name!r} raised {type(failure.error).__name__}: "
+            f"{failure.error} (in process {failure.process!r} at t={failure.time:g}; {where})",
+            runs=0,
+        )
+    if outcome.name in ("deadlock", "step_bound"):
+        blocked = ", ".join(f"{b.name} waits on {b.waits_on}" for b in outcome.blocked[:3])
+        raise ImplementationFailure(
+            f"implementation {name!r} never returned: the run ended in {outcome.name} at "
+            f"t={outcome.time:g} after {outcome.steps} steps ({where})"
+            + (f": {blocked}" if blocked else ""),
+            runs=0,
+        )
 
 
 class _Violated(Exception):
@@ -452,12 +314,12 @@ class _Explorer:
         state = self.state
         if not state.failing and state.deadline is not None and time.monotonic() > state.deadline:
             raise _OutOfTime()
-        state.runs += 1
         if state.on_progress is not None:
             state.on_progress(state.runs, len(self.result.findings))
+        state.runs += 1
         program = draw_program(self.search.space, data, self.search.pull_options)
         chooser = PicksChooser(draw_picks(self.search.space, data))
-        with _watchdog(self.run_timeout, self.impl.name):
+        with watchdog(self.run_timeout, self.impl.name):
             result = run_program(
                 program,
                 self.impl,
@@ -466,28 +328,13 @@ class _Explorer:
                 max_steps=self.search.space.max_steps,
                 properties=self.names,
             )
-        self._check_ran(result, program)
+        try:
+            check_ran(result, self.impl.name, f"run {state.runs}, seed {self.seed}")
+        except ImplementationFailure as failure:
+            raise _Broken(str(failure)) from None
         if result.found:
             state.failing = True
             raise _Violated(program, result)
-
-    def _check_ran(self, result: RunResult, program: Program) -> None:
-        outcome = result.outcome
-        failures = result.runner.failures
-        if failures:
-            failure = failures[0]
-            raise _Broken(
-                f"implementation {self.impl.name!r} raised {type(failure.error).__name__}: "
-                f"{failure.error} (in process {failure.process!r} at t={failure.time:g}, "
-                f"run {self.state.runs}, seed {self.seed})"
-            )
-        if outcome.name in ("deadlock", "step_bound"):
-            blocked = ", ".join(f"{b.name} waits on {b.waits_on}" for b in outcome.blocked[:3])
-            raise _Broken(
-                f"implementation {self.impl.name!r} never returned: the run ended in "
-                f"{outcome.name} at t={outcome.time:g} after {outcome.steps} steps "
-                f"(run {self.state.runs}, seed {self.seed}){': ' + blocked if blocked else ''}"
-            )
 
     # --- rounds ------------------------------------------------------------------------
 
@@ -533,7 +380,7 @@ class _Explorer:
                     break
         except _OutOfTime:
             result.stopped = "seconds"
-        except _Broken as broken:
+        except (_Broken, RunTimeout) as broken:
             raise ImplementationFailure(broken.message, runs=self.state.runs) from None
         except KeyboardInterrupt:
             result.stopped = "interrupted"
@@ -551,6 +398,7 @@ class _Explorer:
             seed=self.seed,
             blob=blob,
             entry=self.search.entry,
+            implementation=self.search.implementation,
         )
         if any(d.finding.id == finding.id for d in self.result.findings):
             return False
@@ -576,8 +424,12 @@ def _round_seed(seed: int, index: int) -> int:
 
 
 @contextlib.contextmanager
-def _watchdog(seconds: float | None, name: str) -> Iterator[None]:
-    """Stop a run that takes more than ``seconds`` of wall time (main thread only)."""
+def watchdog(seconds: float | None, name: str) -> Iterator[None]:
+    """Raise :class:`RunTimeout` in a run that takes more than ``seconds`` of wall time.
+
+    Works in the main thread of a platform with ``signal.setitimer``; elsewhere (or with
+    ``seconds`` None) it does nothing.
+    """
     usable = (
         seconds is not None
         and hasattr(signal, "setitimer")
@@ -589,7 +441,7 @@ def _watchdog(seconds: float | None, name: str) -> Iterator[None]:
     assert seconds is not None
 
     def expired(signum: int, frame: FrameType | None) -> None:
-        raise _Broken(
+        raise RunTimeout(
             f"implementation {name!r} never returned: one run took more than {seconds:g} s "
             "of wall time (an endless loop that never yields to the simulation?)"
         )
@@ -625,7 +477,7 @@ def explore(
             findings in memory only.
         max_findings: stop after this many distinct findings (0: search the whole budget).
         run_timeout: wall seconds one run may take (None: no limit).
-        on_progress: called before each run with (runs so far, findings so far).
+        on_progress: called before each run with (runs done so far, findings so far).
         on_finding: called with each finding once it is written.
 
     Raises:

@@ -17,6 +17,7 @@ turns one into the other, deterministically (the same run gives the same records
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -73,15 +74,12 @@ class FindingsError(ValueError):
     """A finding's data cannot be turned back into something runnable (e.g. an unknown site)."""
 
 
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+
+
 def short(text: str, keep: int = 12) -> str:
-    """``sha256:0123456789ab`` for a digest (and digests inside keys); other text unchanged."""
-    out = []
-    for word in text.split(" "):
-        algo, sep, hexpart = word.partition(":")
-        if sep and algo == "sha256" and len(hexpart) == 64:
-            word = f"{algo}:{hexpart[:keep]}"
-        out.append(word)
-    return " ".join(out)
+    """``text`` with every ``sha256:<64 hex>`` digest cut to ``sha256:<keep hex>``."""
+    return _DIGEST.sub(lambda m: f"sha256:{m.group(1)[:keep]}", text)
 
 
 # --- trace ---------------------------------------------------------------------------------
@@ -154,9 +152,7 @@ def graph_data(graph: nx.MultiDiGraph | None, *, keep: Iterable[str] = ()) -> Gr
     if graph is None:
         return GraphData()
     wanted = set(keep)
-    ids = sorted(
-        n for n, kind in graph.nodes(data="kind") if kind in SHOWN_KINDS or n in wanted
-    )
+    ids = sorted(n for n, kind in graph.nodes(data="kind") if kind in SHOWN_KINDS or n in wanted)
     shown = set(ids)
     nodes = tuple(
         GraphNode(
@@ -271,9 +267,7 @@ def fault_plan_of(rules: Sequence[FaultRule]) -> FaultPlan:
     if len(settings) > 1:
         raise FindingsError("fault_plan: explored sites disagree on fire_one_in/max_fires")
     fire_one_in, max_fires = next(iter(settings)) if settings else (2, None)
-    return FaultPlan(
-        rules=scripted, explore=explore, fire_one_in=fire_one_in, max_fires=max_fires
-    )
+    return FaultPlan(rules=scripted, explore=explore, fire_one_in=fire_one_in, max_fires=max_fires)
 
 
 def _explore_settings(params: Mapping[str, Any], where: str) -> tuple[int, int | None]:
@@ -323,7 +317,11 @@ def key_events(trace: Trace, keys: Sequence[str], *, limit: int = 10) -> list[st
             what = short(e.error or e.outcome or "")
             lines.append(f"t={e.time:.4f} {e.process}: {e.op} failed: {what}")
         else:
-            args = ", ".join(f"{k}={short(str(v))}" for k, v in e.args.items())
+            args = ", ".join(
+                f"{k}={short(str(v))}"
+                for k, v in e.args.items()
+                if v not in ("", None) and not isinstance(v, dict | list)
+            )
             lines.append(f"t={e.time:.4f} {e.process}: {e.op}({args}) ok")
     if len(lines) > limit:
         head = lines[: limit - 1]
@@ -340,14 +338,14 @@ def explain(
     mechanism: str = "",
 ) -> str:
     """The plain-words story: what broke, the program's steps, the key events, and why."""
-    parts = [f"{description.rstrip('.')}: this did not hold. {short(message)}."]
+    parts = [f"{description.rstrip('.')}. This did not hold: {short(message)}."]
     if steps:
-        parts.append("The program:\n" + "\n".join(f"  {s}" for s in steps))
+        parts.append("The program: " + "; ".join(steps) + ".")
     if events:
-        parts.append("What happened:\n" + "\n".join(f"  {e}" for e in events))
+        parts.append("What happened: " + "; ".join(events) + ".")
     if mechanism:
         parts.append(f"Why: {mechanism}")
-    return "\n".join(parts)
+    return "\n\n".join(parts)
 
 
 # --- findings ------------------------------------------------------------------------------
@@ -411,11 +409,14 @@ def build_finding(
     blob: str | None = None,
     entry: CatalogueEntry | None = None,
     command: str | None = None,
+    implementation: str | None = None,
 ) -> Finding:
     """The finding of a failing run: the violation of the first property in ``order`` it
     broke, with the program, schedule, fault plan, trace, graphs and replay information.
 
-    ``command`` is the replay command line (default ``unpacksim replay <id>.json``).
+    ``command`` is the replay command line (default ``unpacksim replay <id>.json``);
+    ``implementation`` the name findings give the implementation (default: its own name; give
+    the spec it was loaded by, e.g. ``mypkg.mod:Unpacker``, so the finding replays).
 
     Raises:
         FindingsError: the run broke no property.
@@ -439,16 +440,14 @@ def build_finding(
         "property": PropertyRef(found.property, description),
         "explanation": story,
         "actors": actors_of(program, result.implementation),
-        "program": tuple(
-            Step(s["actor"], s["action"], s["args"]) for s in program.to_json()
-        ),
+        "program": tuple(Step(s["actor"], s["action"], s["args"]) for s in program.to_json()),
         "schedule": result.schedule,
         "fault_plan": fault_rules(result.runner.plan, result.faults, result.trace),
         "trace": trace_events(result.trace),
         "graph_before": before,
         "graph_after": after,
         "path": _path(violation, before, after),
-        "implementation": result.implementation,
+        "implementation": implementation or result.implementation,
     }
     finding_id = Finding.derive_id(**fields)
     replay = Replay(

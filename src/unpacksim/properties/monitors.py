@@ -8,7 +8,8 @@
   fails with "parent snapshot ... does not exist".  The check does not wait for a collection
   to happen; a Prepare on an unprotected parent is already the race.  Prepares under a lease
   the program deleted or expired, or one that is gone or past its expiry, are not judged (the
-  program took the protection away, not the implementation).
+  program took the protection away, not the implementation), nor Prepares of a pull in which
+  a fault already fired (an injected error need not be backed by the world's state).
 - :class:`StateMonitor` (``state-invariants``): the invariants that hold at every step
   (:func:`unpacksim.properties.invariants.check_state`: the GC oracle, metadata and backend
   agreement, the parent forest, no harmful dangling edge), run at each step boundary of a
@@ -104,6 +105,8 @@ class PrepareMonitor:
         self.runner = runner
         self.found = found
         self.checked = 0
+        self._scanned = 0
+        self._faulted_actors: set[str] = set()
 
     def install(self) -> None:
         """Watch every snapshotter of the runner's world."""
@@ -111,6 +114,17 @@ class PrepareMonitor:
             store = getattr(proxy, "store", None)
             if isinstance(store, MetadataSnapshotter):
                 proxy.store = _WatchedSnapshotter(store, self)  # type: ignore[assignment]
+
+    def _faulted(self, actor: str) -> bool:
+        """Whether a fault (other than a collection starting) fired in ``actor`` so far: an
+        injected error tells a story the world does not back (a Commit AlreadyExists with no
+        snapshot behind it), so what follows in that pull is not judged."""
+        events = self.runner.env.trace.events
+        for event in events[self._scanned :]:
+            if event.type == "fault" and event.op != "gc.run":
+                self._faulted_actors.add(self.runner.actor_of(event.process))
+        self._scanned = len(events)
+        return actor in self._faulted_actors
 
     def _lease_live(self, ctx: ModelContext) -> bool:
         """Whether the Prepare's lease is one the program left alone and still lives."""
@@ -122,7 +136,9 @@ class PrepareMonitor:
         record = self.runner.world.db.namespace(ctx.namespace or "").leases.get(lease)
         if record is None:
             return False
-        expire = parse_rfc3339(record.labels.get(GC_EXPIRE, "")) if GC_EXPIRE in record.labels else None
+        expire = (
+            parse_rfc3339(record.labels.get(GC_EXPIRE, "")) if GC_EXPIRE in record.labels else None
+        )
         return expire is None or not self.runner.now > expire
 
     def at_prepare(self, ctx: ModelContext, snapshotter: str, key: str, parent: str) -> None:
@@ -130,7 +146,7 @@ class PrepareMonitor:
         env = runner.env
         process = env.process_name()
         actor = runner.actor_of(process)
-        if not runner.is_pull(actor) or not self._lease_live(ctx):
+        if not runner.is_pull(actor) or not self._lease_live(ctx) or self._faulted(actor):
             return
         self.checked += 1
         graph = build_graph(runner.world.db)

@@ -20,12 +20,14 @@ implementation's fault from the program's interference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+import simpy
 
 from unpacksim.model.clock import format_rfc3339
 from unpacksim.model.content import Info
@@ -62,8 +64,8 @@ from unpacksim.sim.faults import FaultPlan, FaultSite, Rule, get_site
 from unpacksim.sim.run import BlockedProcess, RunOutcome
 from unpacksim.unpack.eras import preset
 from unpacksim.unpack.fallback import image_unpack
-from unpacksim.unpack.interface import Implementation, resolve, run_pull
 from unpacksim.unpack.goerrors import GoError
+from unpacksim.unpack.interface import Implementation, resolve, run_pull
 from unpacksim.unpack.platforms import DEFAULT_PLATFORM as PULL_PLATFORM
 from unpacksim.unpack.platforms import only
 from unpacksim.unpack.pull import LEASE_EXPIRY
@@ -235,13 +237,20 @@ class ProgramRunner:
         env = self.env
         start = env.start
 
-        def tracked(gen: Any, *, name: str | None, daemon: bool, goroutine: bool) -> Any:
+        def tracked(
+            generator: Generator[simpy.Event, Any, Any],
+            *,
+            name: str | None,
+            daemon: bool,
+            goroutine: bool,
+        ) -> simpy.Process:
             parent = env.process_name() if env.active_process is not None else ""
-            proc = start(gen, name=name, daemon=daemon, goroutine=goroutine)
+            proc = start(generator, name=name, daemon=daemon, goroutine=goroutine)
             self.parents[env.process_name(proc)] = parent
             return proc
 
-        env.start = tracked  # type: ignore[method-assign]  # remember who started whom
+        # Remember who started whom: an instance attribute shadowing Environment.start.
+        env.start = tracked  # type: ignore[method-assign]
 
     def actor_of(self, process: str) -> str:
         """The actor whose action started ``process`` (``gc`` for the collector, ``daemon``
@@ -415,9 +424,9 @@ class ProgramRunner:
         if pull.lease:
             return pull.lease
         for event in self.env.trace.events:
-            if event.type == "invoke" and event.op == "leases.create":
-                if self.actor_of(event.process) == actor:
-                    return str(event.args["id"])
+            is_create = event.type == "invoke" and event.op == "leases.create"
+            if is_create and self.actor_of(event.process) == actor:
+                return str(event.args["id"])
         return None
 
     def _target_lease(self, action: DeleteLease | ExpireLease) -> str | None:
@@ -612,10 +621,8 @@ class ProgramRunner:
         ctx = self._ctx()
         for ns in sorted(self.world.db.namespaces):
             for lease in sorted(self.world.db.namespaces[ns].leases):
-                try:
+                with contextlib.suppress(ContainerdError):
                     yield from self.world.leases.delete(ctx.with_namespace(ns), lease)
-                except ContainerdError:
-                    pass
         yield from self.world.gc.collect("rest")
 
     def _quiescence(self) -> Quiescence:

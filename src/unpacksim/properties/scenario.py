@@ -19,7 +19,15 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Any, ClassVar
 
-from unpacksim.model.builders import BuiltImage, Layer, build_image, build_index, build_layer
+from unpacksim.model.builders import (
+    BuiltImage,
+    Layer,
+    LayerSpec,
+    build_image,
+    build_index,
+    build_layer,
+)
+from unpacksim.model.oci import Platform
 from unpacksim.sim.services import LatencyModel
 
 __all__ = [
@@ -156,7 +164,9 @@ def _build(spec: ImageSpec) -> BuiltImage:
 
     if not spec.platforms:
         return build_image(spec.name, layers(spec.layers), docker=spec.docker)
-    platforms: dict[str, Sequence[Layer]] = {DEFAULT_PLATFORM: layers(spec.layers)}
+    platforms: dict[Platform | str, Sequence[LayerSpec | Layer]] = {
+        DEFAULT_PLATFORM: layers(spec.layers)
+    }
     for platform, tokens in spec.platforms:
         platforms[platform] = layers(tokens)
     return build_index(spec.name, platforms, docker=spec.docker)
@@ -377,7 +387,10 @@ def action_from_step(step: Mapping[str, Any]) -> Action:
 def _latency_json(latency: LatencyModel | None) -> dict[str, Any] | None:
     if latency is None:
         return None
-    return {"table": {k: list(v) for k, v in latency.table.items()}, "default": list(latency.default)}
+    return {
+        "table": {k: list(v) for k, v in latency.table.items()},
+        "default": list(latency.default),
+    }
 
 
 def _latency_from(data: Mapping[str, Any] | None) -> LatencyModel | None:

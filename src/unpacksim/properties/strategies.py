@@ -47,13 +47,14 @@ from unpacksim.properties.scenario import (
     Pull,
     Unpack,
 )
-from unpacksim.sim.errors import SimUsageError
 from unpacksim.sim.choose import BaseChooser, Chooser, FifoChooser, PCTChooser, RandomChooser
+from unpacksim.sim.errors import SimUsageError
 from unpacksim.sim.faults import FaultPlan, Rule, get_site, sites
 from unpacksim.sim.services import LatencyModel
 
 __all__ = [
     "ERROR_SITES",
+    "DrawnFaultPlan",
     "PicksChooser",
     "choosers",
     "fault_plans",
@@ -219,6 +220,18 @@ def image_sets(
 # --- faults, latencies, schedules -----------------------------------------------------------
 
 
+class DrawnFaultPlan(FaultPlan):
+    """A :class:`FaultPlan` whose ``repr`` says what it does (for falsifying examples)."""
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.rules:
+            parts.append(f"rules={list(self.rules)!r}")
+        if self.explore:
+            parts.append(f"explore={list(self.explore)!r}, fire_one_in={self.fire_one_in}")
+        return f"FaultPlan({', '.join(parts)})"
+
+
 def fault_plans(
     *,
     sites: Sequence[str] = ERROR_SITES,
@@ -245,7 +258,7 @@ def fault_plans(
             raise InvalidArgument(str(exc)) from None
     if max_rules < 0:
         raise InvalidArgument(f"max_rules={max_rules} must be at least 0")
-    options: list[SearchStrategy[FaultPlan]] = [st.just(FaultPlan.none())]
+    options: list[SearchStrategy[FaultPlan]] = [st.builds(DrawnFaultPlan)]
     site = st.sampled_from(tuple(sites))
     if scripted and max_rules:
         key = st.sampled_from((None, *keys)) if keys else st.none()
@@ -257,13 +270,13 @@ def fault_plans(
             st.sampled_from((1, None)),
         )
         options.append(
-            st.lists(rule, min_size=1, max_size=max_rules).map(lambda r: FaultPlan(rules=r))
+            st.lists(rule, min_size=1, max_size=max_rules).map(lambda r: DrawnFaultPlan(rules=r))
         )
     if exploring:
         subset = st.lists(site, min_size=1, max_size=len(sites), unique=True)
         options.append(
             st.builds(
-                lambda s, one_in: FaultPlan(explore=s, fire_one_in=one_in),
+                lambda s, one_in: DrawnFaultPlan(explore=s, fire_one_in=one_in),
                 subset,
                 st.sampled_from((4, 2, 8)),
             )

@@ -175,6 +175,20 @@ SCENARIOS: tuple[Scenario, ...] = (
                 expect="other"), GC()),
     _s("config-truncate", "The config arrives truncated: the dispatch fails before unpack.",
        _faulted(_A, Fault(Effect.TRUNCATE, _A, "config"), expect="other"), GC()),
+    _s("config-corrupt", "The config arrives with a flipped byte: its commit fails the digest "
+       "check (FailedPrecondition) before any unpack.",
+       _faulted(_A, Fault(Effect.CORRUPT, _A, "config"), expect="FailedPrecondition"), GC()),
+    _s("manifest-404", "The manifest GET answers 404: NotFound, 'content at <url> not found' "
+       "(the fetcher's manifests endpoint).",
+       _faulted(_A, Fault(Effect.ERROR, _A, "manifest", status=404), expect="NotFound"), GC()),
+    _s("resolve-404", "The HEAD resolving the tag answers 404: the resolver tries the next "
+       "host, then fails NotFound '<ref>: not found'.",
+       _faulted(_A, Fault(Effect.ERROR, _A, "manifest", method="HEAD", status=404),
+                expect="NotFound"), GC()),
+    _s("fail-then-repull", "A layer fetch answers 500; the pull is retried at once, before any "
+       "GC: it finds the blobs the failed pull committed and a fresh extraction key beside the "
+       "leaked one, and succeeds; GC then takes the leaked snapshot.",
+       _faulted(_A, Fault(Effect.ERROR, _A, "layer", 1), expect="other"), _pull(_A), GC()),
     # --- image shapes --------------------------------------------------------------------------
     _s("index-two-platforms", "An OCI index for amd64 and arm64: the index labels both "
        "manifests (m.0, m.1); only the amd64 one is fetched and unpacked.",

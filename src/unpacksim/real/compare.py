@@ -6,7 +6,10 @@ returns a :class:`Comparison`: every :class:`Divergence`, with both canonical st
 the report.  Outcomes are compared by word (``ok`` or the errdefs class) and message shape
 (:func:`~unpacksim.real.outcome.message_shape`); states by their canonical form
 (:func:`~unpacksim.real.outcome.canonical_state`), object by object.  A scenario's documented
-``divergence`` marks the comparison as explained rather than silently passing it.
+``divergence`` marks the comparison as explained rather than silently passing it.  The
+catalogue's divergences are documented divergence by divergence in
+:mod:`unpacksim.real.divergences`, which :mod:`unpacksim.real.differential` holds each
+comparison against (an undocumented or a stale entry fails the tier).
 """
 
 from __future__ import annotations

@@ -1,33 +1,37 @@
-"""Run a differential scenario on the reference: the v1.6 preset in a simulated World.
+"""Run a differential scenario on the reference: the ``v1.6`` preset in a simulated World.
 
 :func:`run_reference` is the reference's counterpart of
 :func:`unpacksim.real.runner.run_real`.  It builds the scenario's images, serves them from the
-World's registry model under :data:`REFERENCE_HOST`, and runs each step the way the real
-tier's Go harness does:
+World's registry model under :data:`REFERENCE_HOST`, and runs each step as the real tier's Go
+harness does on the daemon:
 
-- a :class:`~unpacksim.real.scenarios.PullStep` starts its pulls at once (``Client.Pull``
-  with unpack, the snapshotter, ``MaxConcurrentDownloads``, the discard mode
-  ``ChildGCLabelsFilterLayers``, the platform, a user lease) with the step's registry faults
+- a :class:`~unpacksim.real.scenarios.PullStep` starts its pulls at once (``Client.Pull`` with
+  unpack, the snapshotter, ``MaxConcurrentDownloads``, the discard mode
+  ``ChildGCLabelsFilterLayers``, the platform, a user lease), with the step's registry faults
   armed, and runs the World until every pull has returned;
-- image and lease deletions go through the World's proxies (``SynchronousDelete`` waits for a
-  collection, as it does on the daemon);
-- a :class:`~unpacksim.real.scenarios.GC` step is one collection.  The World has no GC
-  scheduler (``gc=None``), as the real daemon runs with ``gc="manual"``: nothing is collected
+- image and lease deletions and lease creations go through the World's proxies
+  (``SynchronousDelete`` waits for a collection, as on the daemon);
+- a :class:`~unpacksim.real.scenarios.GC` step is one collection.  The World runs no GC
+  scheduler (``gc=None``), as the daemon runs with ``gc="manual"``: nothing is collected
   except on these steps and on synchronous deletes.
 
-The result is the side-neutral :class:`~unpacksim.real.outcome.ScenarioRun`: one
-:class:`~unpacksim.real.outcome.Outcome` per operation (ok, or the errdefs class and
-containerd's message) and the final :class:`~unpacksim.model.db.DB`.
+The result is the side-neutral :class:`~unpacksim.real.outcome.ScenarioRun` (one
+:class:`~unpacksim.real.outcome.Outcome` per operation, the final
+:class:`~unpacksim.model.db.DB`); :func:`reference_run` also hands back the World (its trace
+and fault report go into findings).
 
-Registry faults are translated into the simulator's fetch fault sites by
-:func:`translate_faults`; :data:`FAULT_MAPPING` documents the mapping, effect by effect.
+Registry faults become the simulator's fetch fault sites through :func:`translate_faults`;
+:data:`FAULT_MAPPING` documents the mapping effect by effect.  The standard ``fetch.error``
+site raises ``Unknown`` (a 503) or ``NotFound`` with the digest in the message; a registry
+status reaches containerd's client as a plain error naming the URL
+(``remotes/docker/fetcher.go`` ``open``), so :class:`RegistryFaultPlan` raises exactly that.
 """
 
 from __future__ import annotations
 
 import http
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from unpacksim.model.builders import BuiltImage
@@ -43,6 +47,7 @@ from unpacksim.real.scenarios import (
     DeleteImage,
     DeleteLease,
     Fault,
+    Pull,
     PullStep,
     Scenario,
     ScenarioError,
@@ -62,52 +67,55 @@ __all__ = [
     "FAULT_MAPPING",
     "PRESET",
     "REFERENCE_HOST",
+    "ReferenceRun",
     "ReferenceSideError",
     "RegistryFaultPlan",
     "TranslatedFault",
+    "reference_run",
     "run_reference",
     "translate_faults",
 ]
 
 #: The era preset the reference runs: containerd 1.6.20 as Debian ships it.
 PRESET = "v1.6"
-#: The host part of image references on the reference side (canonicalised like the real
-#: registry's ``127.0.0.1:<port>``).
+#: The host of image references on the reference side (canonicalised to ``<registry>`` like
+#: the real registry's ``127.0.0.1:<port>``).
 REFERENCE_HOST = "127.0.0.1:5000"
 #: The bound on simulated steps of one scenario step (a longer run is a livelock).
 MAX_STEPS = 500_000
 
-#: How each registry fault (:class:`~unpacksim.real.registry.Effect`) reaches the reference.
-#: The real registry answers HTTP; the reference's registry model (``unpack/registry.py``)
-#: has fault sites instead.  Each entry says which site (or hook) stands for the effect and
-#: what containerd 1.6.20's client makes of it (``remotes/docker/fetcher.go``,
-#: ``resolver.go``, ``httpreadseeker.go``, ``content/helpers.go``).
+#: How each registry fault reaches the reference, by effect (and method, endpoint, status):
+#: which fault site or registry hook stands for it and what containerd 1.6.20's client makes
+#: of it (``remotes/docker/fetcher.go``, ``resolver.go``, ``httpreadseeker.go``).  Hits count
+#: per fault over the matching requests, from 1, as the real registry counts them.
 FAULT_MAPPING: Mapping[str, str] = {
     "error GET blobs 404": "fetch.error raising NotFound 'could not fetch content descriptor "
-    "<digest> (<media type>) from remote' (fetcher.go: every host answered 404)",
+    "<digest> (<media type>) from remote' (fetcher.go Fetch: every host answered 404)",
     "error GET manifests 404": "fetch.error raising NotFound 'content at <url> not found' "
     "(fetcher.go open: the first host's error)",
-    "error GET other status": "fetch.error raising a plain Go error (class other) "
-    "'unexpected status code <url>: <status> <text>' (fetcher.go open; the registry's body "
-    "is no JSON error list, so there is no 'Server message')",
-    "error HEAD 404": "registry.resolve raising NotFound '<ref>' (resolver.go: every host "
-    "answered 404)",
-    "error HEAD other status": "registry.resolve raising a plain Go error 'pulling from host "
-    "<host> failed with status code [manifests <tag>]: <status> <text>' (resolver.go)",
-    "truncate": "fetch.truncate: the stream ends after half of the remaining bytes (the "
+    "error GET <other status>": "fetch.error raising a plain Go error, class other: "
+    "'unexpected status code <url>: <status> <text>' (fetcher.go open; the body is no JSON "
+    "error list, so there is no 'Server message')",
+    "error HEAD 404": "registry.resolve raising NotFound '<ref>' (resolver.go Resolve: every "
+    "host answered 404)",
+    "error HEAD <other status>": "registry.resolve raising a plain Go error 'pulling from host "
+    "<host> failed with status code [manifests <tag>]: <status> <text>' (resolver.go Resolve)",
+    "truncate": "fetch.truncate: the body ends after half of the remaining bytes (the "
     "registry's default `keep`)",
     "corrupt": "fetch.corrupt: the byte in the middle of the remaining bytes is flipped (the "
     "registry's default `at`)",
-    "drop": "nothing: httpReadSeeker reconnects with a Range request on io.ErrUnexpectedEOF "
-    "(httpreadseeker.go Read), so the unpacker never sees the drop",
-    "delay": "the open of the blob (registry.fetch) or the resolve waits `seconds` of "
-    "simulated time first",
+    "drop": "no site: httpReadSeeker reconnects with a Range request on io.ErrUnexpectedEOF "
+    "(httpreadseeker.go Read), so the drop never reaches the pull",
+    "delay GET": "registry.fetch of the blob waits `seconds` of simulated time first",
+    "delay HEAD": "registry.resolve of the tag waits `seconds` of simulated time first",
 }
+
+_EFFECT_SITES = {Effect.TRUNCATE: "fetch.truncate", Effect.CORRUPT: "fetch.corrupt"}
 
 
 class ReferenceSideError(RuntimeError):
-    """The reference run did not end with every operation returning (a deadlock, a failure,
-    a step bound), or a scenario asks for something the reference cannot express."""
+    """The reference run did not end with every operation returning (a deadlock, a failure, a
+    step bound), or a scenario asks for a fault the reference cannot express."""
 
 
 # --- registry faults -----------------------------------------------------------------------
@@ -115,12 +123,12 @@ class ReferenceSideError(RuntimeError):
 
 @dataclass
 class TranslatedFault:
-    """One scenario fault as the reference applies it.
+    """One scenario fault as the reference applies it, and how often it was reached and fired.
 
-    ``site`` is the simulator's site (``fetch.error``, ``fetch.truncate``, ``fetch.corrupt``),
-    ``resolve`` or ``delay`` (hooks on the registry model), or ``""`` (no effect on the
-    reference, see :data:`FAULT_MAPPING`).  ``error`` makes the error a fired ``fetch.error``
-    or ``resolve`` raises.
+    ``site`` is a fault site of the simulator (``fetch.error``, ``fetch.truncate``,
+    ``fetch.corrupt``), a registry hook (``resolve``, ``resolve.delay``, ``fetch.delay``), or
+    ``""`` (the fault does not reach the pull, see :data:`FAULT_MAPPING`).  ``error`` makes
+    the error a fired ``fetch.error`` or ``resolve`` raises.
     """
 
     fault: Fault
@@ -139,25 +147,25 @@ class TranslatedFault:
         return False
 
     def record(self) -> FaultRule:
-        """The rule as report data, in the real registry's vocabulary."""
-        rule = self.fault
-        params: dict[str, Any] = {"digest": self.digest, "reference_site": self.site or "none"}
-        if rule.effect is Effect.ERROR:
-            params["status"] = rule.status
-        if rule.effect is Effect.DELAY:
-            params["seconds"] = rule.seconds
+        """The fault as report data, in the real registry's vocabulary."""
+        fault = self.fault
+        params: dict[str, object] = {"digest": self.digest, "reference_site": self.site or "none"}
+        if fault.effect is Effect.ERROR:
+            params["status"] = fault.status
+        if fault.effect is Effect.DELAY:
+            params["seconds"] = fault.seconds
         return FaultRule(
-            site="resolve" if rule.method == "HEAD" else "fetch",
-            effect=rule.effect.value,
-            hits=rule.hits,
-            params=params,
+            site="resolve" if fault.method == "HEAD" else "fetch",
+            effect=fault.effect.value,
+            hits=fault.hits,
+            params=params,  # type: ignore[arg-type]
             reached=self.reached,
             fired=tuple(self.fired),
         )
 
 
-def _status(code: int) -> str:
-    """Go's ``resp.Status``: ``500 Internal Server Error``."""
+def status_text(code: int) -> str:
+    """Go's ``resp.Status`` for ``code``: ``500 Internal Server Error``."""
     try:
         return f"{code} {http.HTTPStatus(code).phrase}"
     except ValueError:
@@ -172,28 +180,46 @@ def _fetch_error(fault: Fault, desc: Descriptor, endpoint: str) -> Callable[[], 
         return lambda: NotFound(text, injected=True)
     if fault.status == 404:
         return lambda: NotFound(f"content at {url} not found", injected=True)
-    message = f"unexpected status code {url}: {_status(fault.status)}"
+    message = f"unexpected status code {url}: {status_text(fault.status)}"
     return lambda: GoError(message, injected=True)
 
 
 def _resolve_error(fault: Fault) -> Callable[[], BaseException]:
-    repo, _, tag = fault.image.rpartition(":")
-    ref = f"{REFERENCE_HOST}/{repo}:{tag}"
+    ref = f"{REFERENCE_HOST}/{fault.image}"
     if fault.status == 404:
         return lambda: NotFound(ref, injected=True)
+    tag = fault.image.rpartition(":")[2]
     message = (
         f"pulling from host {REFERENCE_HOST} failed with status code [manifests {tag}]: "
-        f"{_status(fault.status)}"
+        f"{status_text(fault.status)}"
     )
     return lambda: GoError(message, injected=True)
 
 
 def _check_expressible(fault: Fault) -> None:
+    if fault.method not in ("GET", "HEAD"):
+        raise ReferenceSideError(f"{fault}: give method GET or HEAD to compare with the reference")
     if fault.keep is not None or fault.at is not None:
         raise ReferenceSideError(
             f"{fault}: the reference's fetch.truncate and fetch.corrupt cut or flip at the "
             "middle of the remaining bytes; leave `keep` and `at` unset to compare"
         )
+
+
+def _translate(fault: Fault, images: Mapping[str, BuiltImage]) -> TranslatedFault:
+    rule = resolve_fault(fault, images)
+    digest = rule.digest or ""
+    head = fault.method == "HEAD"
+    if fault.effect is Effect.ERROR and head:
+        return TranslatedFault(fault, "resolve", digest, _resolve_error(fault))
+    if fault.effect is Effect.ERROR:
+        desc = _descriptor(images[fault.image], digest)
+        return TranslatedFault(
+            fault, "fetch.error", digest, _fetch_error(fault, desc, rule.endpoint)
+        )
+    if fault.effect is Effect.DELAY:
+        return TranslatedFault(fault, "resolve.delay" if head else "fetch.delay", digest)
+    return TranslatedFault(fault, "" if head else _EFFECT_SITES.get(fault.effect, ""), digest)
 
 
 def translate_faults(
@@ -203,25 +229,12 @@ def translate_faults(
 
     Raises:
         ScenarioError: a fault names a part its image lacks.
-        ReferenceSideError: a fault the reference cannot express (explicit ``keep``/``at``).
+        ReferenceSideError: a fault the reference cannot express (an explicit ``keep`` or
+            ``at``, a method other than GET or HEAD).
     """
-    out: list[TranslatedFault] = []
     for fault in faults:
         _check_expressible(fault)
-        rule = resolve_fault(fault, images)
-        assert rule.digest is not None
-        desc = _descriptor(images[fault.image], rule.digest)
-        if fault.effect is Effect.ERROR and fault.method == "HEAD":
-            out.append(TranslatedFault(fault, "resolve", rule.digest, _resolve_error(fault)))
-        elif fault.effect is Effect.ERROR:
-            error = _fetch_error(fault, desc, rule.endpoint)
-            out.append(TranslatedFault(fault, "fetch.error", rule.digest, error))
-        elif fault.effect is Effect.DELAY:
-            out.append(TranslatedFault(fault, "delay", rule.digest))
-        else:
-            site = {Effect.TRUNCATE: "fetch.truncate", Effect.CORRUPT: "fetch.corrupt"}
-            out.append(TranslatedFault(fault, site.get(fault.effect, ""), rule.digest))
-    return out
+    return [_translate(fault, images) for fault in faults]
 
 
 def _descriptor(image: BuiltImage, digest: str) -> Descriptor:
@@ -230,32 +243,6 @@ def _descriptor(image: BuiltImage, digest: str) -> Descriptor:
             if desc.digest == digest:
                 return desc
     return image.target
-
-
-class RegistryFaultPlan(FaultPlan):
-    """A fault plan firing translated registry faults at the fetch sites.
-
-    Hits are counted per translated fault over the checks of its site for its digest (the
-    registry counts requests per rule the same way); the first fault that fires wins.  A
-    fired ``fetch.error`` raises the fault's containerd-shaped error (marked injected).
-    """
-
-    def __init__(self, faults: Sequence[TranslatedFault]) -> None:
-        super().__init__()
-        self.translated = list(faults)
-
-    def check(self, site: str, *, key: str = "", detail: str = "") -> bool:
-        super().check(site, key=key, detail=detail)  # counts the hit for the report
-        chosen = pick(self.translated, site, key)
-        if chosen is None:
-            return False
-        env = self._bound()
-        if chosen.error is None:
-            env.trace.fault(site, key, "effect")
-            return True
-        exc = chosen.error()
-        env.trace.fault(site, key, error_class(exc), error=str(exc))
-        raise exc
 
 
 def pick(faults: Sequence[TranslatedFault], site: str, digest: str) -> TranslatedFault | None:
@@ -267,29 +254,60 @@ def pick(faults: Sequence[TranslatedFault], site: str, digest: str) -> Translate
     return chosen
 
 
-def _install_hooks(world: World, faults: list[TranslatedFault]) -> None:
-    """Hooks on the registry model for ``resolve`` errors and ``delay`` holds."""
+class RegistryFaultPlan(FaultPlan):
+    """A fault plan that fires translated registry faults at the fetch sites.
+
+    Each check of a site counts a hit on every translated fault of that site and digest (the
+    real registry counts requests per rule the same way); the first that fires wins.  A fired
+    ``fetch.error`` raises the fault's containerd-shaped error, marked injected.
+    """
+
+    def __init__(self, faults: Sequence[TranslatedFault]) -> None:
+        super().__init__()
+        self.translated = tuple(faults)
+
+    def check(self, site: str, *, key: str = "", detail: str = "") -> bool:
+        super().check(site, key=key, detail=detail)  # counts the hit for report()
+        chosen = pick(self.translated, site, key)
+        if chosen is None:
+            return False
+        trace = self._bound().trace
+        if chosen.error is None:
+            trace.fault(site, key, "effect")
+            return True
+        exc = chosen.error()
+        trace.fault(site, key, error_class(exc), error=str(exc))
+        raise exc
+
+
+Hook = Generator[Any, Any, None] | None
+
+
+def _install_hooks(world: World, faults: Sequence[TranslatedFault]) -> None:
+    """Hooks on the registry model: ``resolve`` errors, ``delay`` holds."""
     targets = {name: desc.digest for name, desc in world.registry.images.items()}
 
-    def before_resolve(ctx: Context, ref: str) -> Generator[Any, Any, None] | None:
-        chosen = pick(faults, "resolve", targets.get(ref, ""))
+    def before_resolve(ctx: Context, ref: str) -> Hook:
+        digest = targets.get(ref, "")
+        chosen = pick(faults, "resolve", digest)
         if chosen is not None and chosen.error is not None:
             raise chosen.error()
-        return _hold(world, faults, targets.get(ref, ""))
+        return _hold(world, faults, "resolve.delay", digest)
 
-    def before_fetch(ctx: Context, desc: Descriptor, **_: Any) -> Generator[Any, Any, None] | None:
-        return _hold(world, faults, desc.digest)
+    def before_fetch(ctx: Context, desc: Descriptor, **_: Any) -> Hook:
+        return _hold(world, faults, "fetch.delay", desc.digest)
 
     intercept(world, "registry", resolve=before_resolve, fetch=before_fetch)
 
 
-def _hold(world: World, faults: list[TranslatedFault], digest: str) -> Generator[Any, Any, None] | None:
-    chosen = pick(faults, "delay", digest)
+def _hold(world: World, faults: Sequence[TranslatedFault], site: str, digest: str) -> Hook:
+    chosen = pick(faults, site, digest)
     if chosen is None:
         return None
+    seconds = chosen.fault.seconds
 
     def wait() -> Generator[Any, Any, None]:
-        yield world.env.timeout(chosen.fault.seconds)
+        yield world.env.timeout(seconds)
 
     return wait()
 
@@ -306,7 +324,9 @@ def _platform(text: str) -> Platform | None:
     return Platform(*parts)
 
 
-def _options(pull: Any) -> PullOptions:
+def pull_options(pull: Pull) -> PullOptions:
+    """The reference's options for one scenario pull (``discard`` is the era's mechanism:
+    ``ChildGCLabelsFilterLayers`` in v1.6, as the harness asks)."""
     return PullOptions(
         snapshotter=pull.snapshotter,
         unpack=pull.unpack,
@@ -316,78 +336,91 @@ def _options(pull: Any) -> PullOptions:
     )
 
 
+def lease_expiry(now: float, expire: str) -> str:
+    """``leases.WithExpiration(d)``'s label value: ``now + d`` in RFC3339 (``d`` like ``24h``).
+
+    Raises:
+        ScenarioError: ``expire`` is not a number followed by ``h``, ``m`` or ``s``.
+    """
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    try:
+        seconds = float(expire[:-1]) * units[expire[-1:]]
+    except (KeyError, ValueError):
+        raise ScenarioError(
+            f"lease expiry must be a Go duration like '24h', got {expire!r}"
+        ) from None
+    return format_rfc3339(now + seconds)
+
+
 class _Session:
-    """One scenario on one World: the steps, run one after another."""
+    """One scenario on one World: the steps, one after another."""
 
     def __init__(self, world: World, images: dict[str, BuiltImage]) -> None:
         self.world = world
         self.images = images
 
-    def ref(self, image: str) -> str:
-        return f"{REFERENCE_HOST}/{image}"
-
     def run(self, index: int, step: Step) -> StepRecord:
         if isinstance(step, PullStep):
-            return self._pull(index, step)
+            return self._pulls(index, step)
+        ctx = self.world.context()
         if isinstance(step, DeleteImage):
-            op = self.world.images.delete(self._ctx(), self.ref(step.image), sync=step.sync)
-            return StepRecord(index, "delete_image", (self._op(op, "delete image"),), (step.expect,))
+            ref = f"{REFERENCE_HOST}/{step.image}"
+            outcome = self._op(self.world.images.delete(ctx, ref, sync=step.sync), "delete image")
+            return StepRecord(index, "delete_image", (outcome,), (step.expect,))
         if isinstance(step, GC):
-            self._op(self.world.gc.collect("scenario gc step"), "gc")
+            self._op(self.world.gc.collect("scenario step"), "gc")
             return StepRecord(index, "gc", (Outcome(True),), ("ok",))
         if isinstance(step, CreateLease):
-            labels = {GC_EXPIRE: _expiry(self.world, step.expire)} if step.expire else {}
-            op = self.world.leases.create(self._ctx(), id=step.lease, labels=labels)
-            return StepRecord(index, "create_lease", (self._op(op, "create lease"),), ("ok",))
+            now = float(self.world.env.now)
+            labels = {GC_EXPIRE: lease_expiry(now, step.expire)} if step.expire else {}
+            outcome = self._op(self.world.leases.create(ctx, id=step.lease, labels=labels), "lease")
+            return StepRecord(index, "create_lease", (outcome,), ("ok",))
         if isinstance(step, DeleteLease):
-            op = self.world.leases.delete(self._ctx(), step.lease, sync=step.sync)
-            return StepRecord(index, "delete_lease", (self._op(op, "delete lease"),), (step.expect,))
+            outcome = self._op(self.world.leases.delete(ctx, step.lease, sync=step.sync), "lease")
+            return StepRecord(index, "delete_lease", (outcome,), (step.expect,))
         raise TypeError(f"not a scenario step: {step!r}")
 
-    def _ctx(self) -> Context:
-        return self.world.context()
-
     def _op(self, gen: Generator[Any, Any, Any], name: str) -> Outcome:
-        result: list[Outcome] = []
+        box: list[Outcome] = []
 
         def body() -> Generator[Any, Any, None]:
             try:
                 yield from gen
             except (ContainerdError, GoError) as exc:
-                result.append(Outcome(False, error_class(exc), str(exc)))
+                box.append(Outcome(False, error_class(exc), str(exc)))
                 return
-            result.append(Outcome(True))
+            box.append(Outcome(True))
 
         self.world.go(body(), name=name)
         self._run(name)
-        return result[0]
+        return box[0]
 
     def _run(self, what: str) -> None:
         outcome = self.world.run(max_steps=MAX_STEPS)
         if not outcome.ok:
             raise ReferenceSideError(f"the reference did not finish {what}: {outcome.describe()}")
 
-    def _pull(self, index: int, step: PullStep) -> StepRecord:
+    def _pulls(self, index: int, step: PullStep) -> StepRecord:
         faults = translate_faults(step.faults, self.images)
-        self.world.env.faults = RegistryFaultPlan(faults)
         registry = self.world.registry
+        self.world.env.faults = RegistryFaultPlan(faults)
         _install_hooks(self.world, faults)
-        handles: list[PullHandle] = []
-        for i, pull in enumerate(step.pulls):
-            ctx = self._ctx()
-            if pull.lease:
-                ctx = ctx.with_lease(pull.lease)
-            name = f"pull#{i} {pull.image}"
-            handles.append(
-                start_pull(self.world, PRESET, self.ref(pull.image), _options(pull), ctx=ctx, name=name)
-            )
         try:
-            self._run(f"step {index} (pull)")
+            handles = [self._start(i, pull) for i, pull in enumerate(step.pulls)]
+            self._run(f"the pulls of step {index}")
         finally:
             self.world.registry = registry
             self.world.env.faults = FaultPlan.none()
         outcomes = tuple(_pull_outcome(h) for h in handles)
         return StepRecord(index, "pull", outcomes, step.expect, tuple(f.record() for f in faults))
+
+    def _start(self, i: int, pull: Pull) -> PullHandle:
+        ctx = self.world.context()
+        if pull.lease:
+            ctx = ctx.with_lease(pull.lease)
+        ref = f"{REFERENCE_HOST}/{pull.image}"
+        name = f"pull#{i} {pull.image}"
+        return start_pull(self.world, PRESET, ref, pull_options(pull), ctx=ctx, name=name)
 
 
 def _pull_outcome(handle: PullHandle) -> Outcome:
@@ -397,17 +430,16 @@ def _pull_outcome(handle: PullHandle) -> Outcome:
     return Outcome(result.ok, result.error_class, result.message)
 
 
-def _expiry(world: World, expire: str) -> str:
-    """``leases.WithExpiration(d)``: now + ``d`` (a Go duration of hours, minutes, seconds)."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
-    if not expire or expire[-1] not in units:
-        raise ScenarioError(f"lease expiry must be a Go duration like '24h', got {expire!r}")
-    seconds = float(expire[:-1]) * units[expire[-1]]
-    return format_rfc3339(float(world.env.now) + seconds)
+@dataclass(frozen=True)
+class ReferenceRun:
+    """A reference run: the side-neutral record and the World it ran in (trace, faults)."""
+
+    run: ScenarioRun
+    world: World
 
 
-def run_reference(scenario: Scenario) -> ScenarioRun:
-    """Run ``scenario`` on the reference (the :data:`PRESET` preset) and return what happened.
+def reference_run(scenario: Scenario) -> ReferenceRun:
+    """Run ``scenario`` on the reference (preset :data:`PRESET`) in a fresh World.
 
     Raises:
         ReferenceSideError: an operation did not return (deadlock, failure, step bound), or a
@@ -415,16 +447,31 @@ def run_reference(scenario: Scenario) -> ScenarioRun:
         ScenarioError: the scenario names something it does not define.
     """
     images = build_images(scenario)
-    world = world_for(PRESET, snapshotters=scenario.snapshotters, namespace=scenario.namespace)
+    world = world_for(
+        PRESET, snapshotters=scenario.snapshotters, namespace=scenario.namespace, gc=None
+    )
     for spec in scenario.images:
         world.registry.push(images[spec.name], name=f"{REFERENCE_HOST}/{spec.name}")
     session = _Session(world, images)
     steps = tuple(session.run(i, step) for i, step in enumerate(scenario.steps))
-    return ScenarioRun(
+    run = ScenarioRun(
         scenario=scenario.name,
         side=f"reference {PRESET}",
         registry_host=REFERENCE_HOST,
         steps=steps,
         state=world.db,
-        details={"fetches": [dict(vars(f)) for f in world.registry.fetches]},
+        details={
+            "fetches": [asdict(f) for f in world.registry.fetches],
+            "trace_sha256": world.env.trace.sha256(),
+        },
     )
+    return ReferenceRun(run, world)
+
+
+def run_reference(scenario: Scenario) -> ScenarioRun:
+    """:func:`reference_run`'s side-neutral record only.
+
+    Raises:
+        ReferenceSideError, ScenarioError: as :func:`reference_run`.
+    """
+    return reference_run(scenario).run
