@@ -62,7 +62,7 @@ def test_the_readme_command_finds_a_race_in_the_seed_and_writes_its_html(tmp_pat
     # A fresh process, as a user runs it: only an output directory.
     out = tmp_path / "findings"
     done = subprocess.run(
-        [sys.executable, "-m", "unpacksim.cli", "explore", "-o", str(out)],
+        [sys.executable, "-m", "unpacksim.cli", "explore", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -136,6 +136,7 @@ def test_explore_with_the_fix_finds_nothing_and_exits_0(
         (["--examples", "0"], "--examples must be at least 1, got 0"),
         (["--seconds", "0"], "--seconds must be above 0, got 0.0"),
         (["--examples", "x"], "argument --examples: invalid int value: 'x'"),
+        (["elsewhere"], "two output directories given ('elsewhere' and -o "),
     ],
 )
 def test_explore_bad_usage_is_one_line_and_exit_2(
@@ -144,6 +145,19 @@ def test_explore_bad_usage_is_one_line_and_exit_2(
     code, out, err = _run(capsys, "explore", "-o", str(tmp_path), *argv)
     assert (code, out) == (ExitCode.USAGE, "")
     assert message in _one_line(err, "unpacksim explore")
+
+
+def test_an_output_directory_that_cannot_be_made_is_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, out, err = _run(capsys, "explore", str(blocker / "findings"))
+    assert (code, out) == (ExitCode.USAGE, "")
+    line = _one_line(err, "unpacksim explore")
+    assert line.endswith(
+        f"{blocker / 'findings'}: cannot create the findings directory: not a directory\n"
+    )
 
 
 def test_an_implementation_path_that_is_not_an_implementation(
@@ -287,3 +301,17 @@ def test_replay_of_a_program_that_cannot_run_is_exit_2(
     assert "the finding's program cannot run: unknown action 'teleport'" in _one_line(
         err, "unpacksim replay"
     )
+
+
+def test_the_progress_bar_draws_on_stderr_and_ends_its_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = _run(
+        capsys, "explore", str(tmp_path), "--progress", "--impl", "v1.7-cri", "--examples", "5"
+    )
+    assert code == ExitCode.OK
+    frames = err.split("\r")[1:]
+    assert len(frames) >= 5 and err.endswith("\n")
+    assert frames[0].startswith("[                              ] 0 runs (5 examples), 0 findings")
+    assert frames[-1].startswith("[") and "0 findings" in frames[-1]
+    assert "\r" not in out

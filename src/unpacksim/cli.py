@@ -243,14 +243,8 @@ def _search_errors() -> tuple[type[Exception], ...]:
     from unpacksim.properties.scenario import ProgramError
     from unpacksim.unpack.interface import ImplementationError
 
-    return (
-        CatalogueError,
-        ImplementationFailure,
-        FindingsError,
-        ReplayError,
-        ProgramError,
-        ImplementationError,
-    )
+    errors = (CatalogueError, ImplementationFailure, FindingsError, ReplayError, ProgramError)
+    return (*errors, ImplementationError)
 
 
 def _expected(handler: Handler) -> Handler:
@@ -292,50 +286,32 @@ class _Progress:
             self.shown = False
 
 
+#: The options ``explore`` and ``catalogue run`` share (``--examples`` is added per command).
+_SEARCH_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("-o", "--out"), {"metavar": "DIR", "help": "write findings here (default: findings)"}),
+    (("--seconds",), {"type": float, "metavar": "S", "help": "budget: stop starting new "
+                      "examples after S seconds of wall time"}),
+    (("--seed",), {"type": int, "default": 0, "help": "the search's seed (default: 0)"}),
+    (("--max-findings",), {"type": int, "default": 1, "metavar": "N", "help": "stop after N "
+                           "distinct findings; 0 searches the whole budget (default: 1)"}),
+    (("--no-html",), {"action": "store_true", "help": "do not write HTML reports"}),
+    (("--run-timeout",), {"type": float, "default": 60.0, "metavar": "S", "help": "wall "
+                          "seconds one run may take before the implementation counts as hung"}),
+    (("--json",), {"action": "store_true", "help": "print a JSON summary for machines"}),
+)  # fmt: skip
+
+
 def _add_search_options(parser: CommandParser, *, examples: int | None) -> None:
     default = f"default: {examples}" if examples else "default: the entry's budget"
     parser.add_argument(
-        "-o",
-        "--out",
-        metavar="DIR",
-        default="findings",
-        help="write findings here as they are found (default: findings)",
-    )
-    parser.add_argument(
-        "--examples",
-        type=int,
-        default=examples,
-        metavar="N",
+        "--examples", type=int, default=examples, metavar="N",
         help=f"budget: Hypothesis examples ({default})",
-    )
-    parser.add_argument(
-        "--seconds",
-        type=float,
-        metavar="S",
-        help="budget: stop starting new examples after S seconds of wall time",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="the search's seed (default: 0)")
-    parser.add_argument(
-        "--max-findings",
-        type=int,
-        default=1,
-        metavar="N",
-        help="stop after N distinct findings; 0 searches the whole budget (default: 1)",
-    )
-    parser.add_argument("--no-html", action="store_true", help="do not write HTML reports")
-    parser.add_argument(
-        "--run-timeout",
-        type=float,
-        default=60.0,
-        metavar="S",
-        help="wall seconds one run may take before the implementation counts as hung",
-    )
+    )  # fmt: skip
+    for flags, options in _SEARCH_OPTIONS:
+        parser.add_argument(*flags, **options)
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="hide it")
-    parser.add_argument(
-        "--json", action="store_true", help="print a JSON summary on stdout for machines"
-    )
 
 
 def _budget(args: argparse.Namespace, default: int) -> Any:
@@ -351,8 +327,18 @@ def _budget(args: argparse.Namespace, default: int) -> Any:
     return Budget(examples=examples, seconds=args.seconds)
 
 
+def _out_dir(args: argparse.Namespace) -> str:
+    """The findings directory: ``DIR`` (explore's positional), ``-o DIR``, or ``findings``."""
+    given = getattr(args, "directory", None)
+    if given and args.out and given != args.out:
+        raise UsageError(f"two output directories given ({given!r} and -o {args.out!r})")
+    out: str = given or args.out or "findings"
+    return out
+
+
 def _run_search(args: argparse.Namespace, search: Any, budget: Any, command: str) -> int:
     """Run ``search``, report findings as they come, print a summary; return the exit code."""
+    args.out = _out_dir(args)
     from unpacksim.properties.explore import Discovery, explore
     from unpacksim.reports.summary import FindingRef, Summary
 
@@ -435,6 +421,12 @@ def add_explore_command(subparsers: argparse._SubParsersAction[CommandParser]) -
         "a property set and a budget. Findings are written to DIR as they are found. Exit 1 "
         "if something was found, 0 if not, 2 on bad usage; 130 if interrupted before any "
         "finding.",
+    )
+    parser.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR",
+        help="write findings here as they are found (the same as -o DIR; default: findings)",
     )
     parser.add_argument(
         "--impl",

@@ -690,24 +690,28 @@ def downloads_within_limit(result: RunResult) -> list[Violation]:
         if limit <= 0:
             continue
         spans = _download_spans(result, pull.actor)
-        for start, _, digest in spans:
+        peak: list[str] = []
+        peak_at = 0
+        for start, _, _ in spans:
             running = sorted(d for s, e, d in spans if s <= start <= e)
-            if len(running) > limit:
-                out.append(
-                    _v(
-                        "downloads-within-limit",
-                        f"{pull.actor} ran {len(running)} layer downloads at once "
-                        f"(limit {limit}) when {digest} started",
-                        evidence={
-                            "time": _events(result)[start].time,
-                            "process": _events(result)[start].process,
-                            "actor": pull.actor,
-                            "downloads": running,
-                            "limit": limit,
-                        },
-                    )
-                )
-                break
+            if len(running) > len(peak):
+                peak, peak_at = running, start
+        if len(peak) <= limit:
+            continue
+        event = _events(result)[peak_at]
+        out.append(
+            _v(
+                "downloads-within-limit",
+                f"{pull.actor} ran {len(peak)} layer downloads at once (limit {limit})",
+                evidence={
+                    "time": event.time,
+                    "process": event.process,
+                    "actor": pull.actor,
+                    "downloads": peak,
+                    "limit": limit,
+                },
+            )
+        )
     return out
 
 

@@ -4,7 +4,10 @@
 :class:`~unpacksim.properties.spaces.SearchSpace` (which actions, their arguments and
 timing), the schedules (every scheduling decision is drawn by Hypothesis before the run and
 played by a :class:`~unpacksim.properties.strategies.PicksChooser`) and the fault plans (an
-exploring plan whose decisions go through the same chooser).  Each example is one
+exploring plan whose decisions go through the same chooser).  Drawing the picks up front
+(rather than one ``HypothesisChooser`` draw per decision) keeps Hypothesis out of the
+simulation's processes and shrinks far better: the catalogue's counterexamples come out with
+FIFO schedules, in a tenth of the runs.  Each example is one
 :func:`~unpacksim.properties.program.run_program`; a violation of a checked property fails
 the example, Hypothesis shrinks it (programs toward fewer, sequential actions; schedules
 toward FIFO; faults toward none), and the minimal example becomes a
@@ -52,7 +55,7 @@ from unpacksim.properties.spaces import (
     fault_plan,
 )
 from unpacksim.properties.strategies import PicksChooser
-from unpacksim.reports.io import write_finding, write_text_atomic
+from unpacksim.reports.io import ReportFileError, write_finding, write_text_atomic
 from unpacksim.reports.records import Finding
 from unpacksim.unpack.interface import resolve
 
@@ -488,7 +491,13 @@ def explore(
     """
     directory = None if out is None else Path(out)
     if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            problem = f"cannot create the findings directory: {reason}"
+            raise ReportFileError(directory, problem) from None
+
     explorer = _Explorer(
         search,
         seed=seed,

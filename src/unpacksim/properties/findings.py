@@ -40,6 +40,7 @@ from unpacksim.reports.records import (
     Step,
     TraceEvent,
 )
+from unpacksim.sim.errors import SimUsageError
 from unpacksim.sim.faults import FaultPlan, FaultReport, Rule, get_site
 from unpacksim.sim.trace import Trace
 
@@ -254,7 +255,7 @@ def fault_plan_of(rules: Sequence[FaultRule]) -> FaultPlan:
         where = f"fault_plan[{i}]"
         try:
             spec = get_site(rule.site)
-        except ValueError as exc:
+        except SimUsageError as exc:
             raise FindingsError(f"{where}: {exc}") from None
         mode = rule.params.get("plan", SCRIPTED)
         if mode == EXPLORE:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import unittest
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from hypothesis import settings as Settings
@@ -52,6 +52,7 @@ from hypothesis.stateful import (
 from hypothesis.strategies import SearchStrategy
 
 from unpacksim.properties import checks
+from unpacksim.properties.audit import DeterminismAudit
 from unpacksim.properties.invariants import Violation
 from unpacksim.properties.monitors import Found, Monitors
 from unpacksim.properties.program import RunResult, result_of
@@ -142,6 +143,9 @@ class MachineConfig:
         snapshotters: the daemon's snapshotters.
         gc_scheduler: run containerd's GC scheduler.
         max_steps: the simulation step bound of one run.
+        audit: the share of runs replayed from their recorded program and schedule
+            (:class:`~unpacksim.properties.audit.DeterminismAudit`); a replay whose trace
+            differs fails the run (property ``deterministic``).
     """
 
     implementation: str | Implementation = "v2.0"
@@ -152,7 +156,7 @@ class MachineConfig:
     snapshotters: tuple[str, ...] = ("native",)
     gc_scheduler: bool = True
     max_steps: int = DEFAULT_MAX_STEPS
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    audit: float = 0.0
 
     def image_strategy(self) -> SearchStrategy[tuple[ImageSpec, ...]]:
         if self.images is None:
@@ -178,6 +182,7 @@ class UnpackMachine(RuleBasedStateMachine):
     subclass.  After teardown, ``result`` holds the :class:`RunResult` of the run."""
 
     config: ClassVar[MachineConfig] = MachineConfig()
+    audit: ClassVar[DeterminismAudit | None] = None
     pulls = Bundle("pulls")
     leases = Bundle("leases")
 
@@ -406,8 +411,21 @@ class UnpackMachine(RuleBasedStateMachine):
         self.result = result_of(runner, monitors)
         found = checks.check_all(self.result, self.names)
         self.result.found = found
+        found += self._audit(self.result)
         if found:
             self._fail(found)
+
+    def _audit(self, result: RunResult) -> list[Found]:
+        audit = type(self).audit
+        mismatch = audit.check(result, faults=self.plan) if audit is not None else None
+        if mismatch is None:
+            return []
+        violation = Violation(
+            "deterministic",
+            mismatch.describe(),
+            evidence={"time": result.outcome.time, "process": "", "actor": ""},
+        )
+        return [Found("deterministic", violation, result.outcome.time)]
 
     def _fail(self, found: list[Found]) -> None:
         """Raise :class:`MachineFailure` (from this one line, so Hypothesis sees one failure
@@ -457,6 +475,7 @@ def state_machine(
     snapshotters: Sequence[str] = ("native",),
     gc_scheduler: bool = True,
     max_steps: int = DEFAULT_MAX_STEPS,
+    audit: float = 0.0,
 ) -> type[UnpackMachine]:
     """A machine class exploring ``implementation`` (see :class:`MachineConfig`).
 
@@ -485,9 +504,11 @@ def state_machine(
         snapshotters=tuple(snapshotters),
         gc_scheduler=gc_scheduler,
         max_steps=max_steps,
+        audit=audit,
     )
     name = "UnpackMachine_" + "".join(c if c.isalnum() else "_" for c in impl.name)
-    return type(name, (UnpackMachine,), {"config": config})
+    namespace = {"config": config, "audit": DeterminismAudit(audit) if audit else None}
+    return type(name, (UnpackMachine,), namespace)
 
 
 def run_state_machine(

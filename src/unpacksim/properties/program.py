@@ -24,9 +24,10 @@ violations of the properties (:mod:`unpacksim.properties.checks`)::
 
 The run: actions start at their times (each a goroutine named after its actor, overlapping
 with everything still running); monitors watch every Prepare; the step invariants run at each
-action's start.  After the last action the faults heal, the world runs until every action has
-ended, a collection runs with the leases as the pulls left them (the *quiescent* state), then
-every lease is deleted and a last collection runs (the state *at rest*).  The same program,
+action's start.  After the last action the world runs until every action has ended (faults
+stay armed until a ``Heal`` action, or until then), the faults heal, a collection runs with
+the leases as the pulls left them (the *quiescent* state), then every lease is deleted and a
+last collection runs (the state *at rest*).  The same program,
 implementation, chooser decisions and fault plan give the same trace, byte for byte.
 """
 
@@ -220,7 +221,7 @@ def run_program(
     """Run ``program`` against ``implementation``; check ``properties`` (default: all).
 
     ``chooser`` takes every scheduling and fault decision (FIFO if None); ``faults`` is the
-    fault plan (none if None), healed at a ``Heal`` action or after the last action;
+    fault plan (none if None), healed at a ``Heal`` action or once every action has ended;
     ``max_steps`` bounds the whole run's simulation steps; ``until`` drops the actions after
     that time and stops the run there (no rest phase: the outcome is ``time_bound``).
 

@@ -8,9 +8,9 @@ under the same chooser decisions:
 - :meth:`ProgramRunner.apply` moves simulated time to the action's ``at`` (running every event
   scheduled before it) and starts the action as a goroutine named after its actor;
 - :meth:`ProgramRunner.advance_to` runs the events before a time, then sets the clock to it;
-- :meth:`ProgramRunner.finish` heals the faults, runs to quiescence, collects garbage with the
-  leases as the pulls left them, then deletes every lease and collects again (the state at
-  rest).
+- :meth:`ProgramRunner.finish` runs until every action has ended (the faults stay armed
+  unless a :class:`Heal` action ran), heals the faults, collects garbage with the leases as
+  the pulls left them, then deletes every lease and collects again (the state at rest).
 
 Every action goes through the world's proxies, so it is traced, timed and fault-checked like
 the pulls.  The runner remembers which actor started every process (:meth:`actor_of`), which
@@ -556,15 +556,16 @@ class ProgramRunner:
     # --- the end ---------------------------------------------------------------------------
 
     def finish(self) -> RunOutcome:
-        """Heal, run to quiescence, collect, then delete every lease and collect again.
+        """Run until every action ended (faults stay armed unless a :class:`Heal` ran), heal,
+        collect, then delete every lease and collect again.
 
         Returns the outcome of the run to quiescence (``completed`` if every action ended);
         the trace is closed (calls still open are ``indeterminate``).
         """
+        self.outcome = self._drive()  # faults stay armed until every action ended
         if self.heal_time is None:
             self.heal_time = self.now
         self.plan.heal()
-        self.outcome = self._drive()
         if self.outcome.ok:
             self._settle(self._gc_only, "quiescence")
             self.quiescence = self._quiescence()
