@@ -29,7 +29,7 @@ from unpacksim.properties.program import (
 )
 from unpacksim.sim.choose import RandomChooser, ReplayChooser
 from unpacksim.sim.context import Context
-from unpacksim.sim.faults import FaultPlan
+from unpacksim.sim.faults import FaultPlan, Rule
 from unpacksim.unpack.interface import ImplementationError
 from unpacksim.unpack.results import PullOptions, PullResult
 from unpacksim.unpack.world import World
@@ -194,6 +194,16 @@ def test_after_heal_no_fault_fires() -> None:
         fired_before += bool(times)
     assert fired_before > 0  # not vacuous: the plan did fire before the heal
     assert result.runner.heal_time == 0.2
+
+
+def test_a_fault_that_fires_forever_heals_after_heal_after() -> None:
+    program = _program(Pull(at=0.0, actor="p1", image=APP.name))
+    forever = FaultPlan.scripted(Rule("content.ref_locked", times=None))
+    result = run_program(program, "seed", faults=forever, heal_after=2.0)
+    pull = result.pulls["p1"]
+    assert pull is not None and pull.ok  # OpenWriter retried until the lock "freed"
+    assert result.runner.heal_time is not None and result.runner.heal_time == 2.0
+    assert result.found == []
 
 
 def test_until_cuts_the_program_and_skips_the_rest_phase() -> None:

@@ -104,6 +104,7 @@ def replay_matches(
             faults=faults,
             max_steps=result.runner.max_steps,
             properties=properties,
+            heal_after=result.runner.heal_after,
         )
     except ScheduleError as exc:
         return Mismatch(run, result.implementation, result.schedule, original, "", None, str(exc))

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from unpacksim.model import gc
 from unpacksim.model.clock import parse_rfc3339
 from unpacksim.model.context import ModelContext
 from unpacksim.model.labels import GC_EXPIRE
@@ -149,8 +150,14 @@ class PrepareMonitor:
         if not runner.is_pull(actor) or not self._lease_live(ctx) or self._faulted(actor):
             return
         self.checked += 1
+        namespace = ctx.namespace or ""
+        # The model's mark decides (fast; the gc-oracle invariant holds it to the graph's
+        # reachability at every step); the graph is built only as evidence.
+        wanted = gc.Node(gc.ResourceType.SNAPSHOT, namespace, f"{snapshotter}/{parent}")
+        if wanted in gc.mark(runner.world.db):
+            return
         graph = build_graph(runner.world.db)
-        node = snapshot_id(ctx.namespace or "", snapshotter, parent)
+        node = snapshot_id(namespace, snapshotter, parent)
         if node in reachable(graph):
             return
         present = node in graph and bool(graph.nodes[node]["present"])

@@ -25,7 +25,8 @@ violations of the properties (:mod:`unpacksim.properties.checks`)::
 The run: actions start at their times (each a goroutine named after its actor, overlapping
 with everything still running); monitors watch every Prepare; the step invariants run at each
 action's start.  After the last action the world runs until every action has ended (faults
-stay armed until a ``Heal`` action, or until then), the faults heal, a collection runs with
+stay armed until a ``Heal`` action, or until then, ten simulated seconds at most), the faults
+heal, a collection runs with
 the leases as the pulls left them (the *quiescent* state), then every lease is deleted and a
 last collection runs (the state *at rest*).  The same program,
 implementation, chooser decisions and fault plan give the same trace, byte for byte.
@@ -43,6 +44,7 @@ from unpacksim.properties.graph import build_graph
 from unpacksim.properties.invariants import Violation
 from unpacksim.properties.monitors import Found, Monitors
 from unpacksim.properties.runner import (
+    DEFAULT_HEAL_AFTER,
     DEFAULT_MAX_STEPS,
     ActionRecord,
     HealingFaultPlan,
@@ -217,11 +219,13 @@ def run_program(
     max_steps: int = DEFAULT_MAX_STEPS,
     until: float | None = None,
     properties: Sequence[str] | None = None,
+    heal_after: float = DEFAULT_HEAL_AFTER,
 ) -> RunResult:
     """Run ``program`` against ``implementation``; check ``properties`` (default: all).
 
     ``chooser`` takes every scheduling and fault decision (FIFO if None); ``faults`` is the
-    fault plan (none if None), healed at a ``Heal`` action or once every action has ended;
+    fault plan (none if None), healed at a ``Heal`` action or once every action has ended
+    (``heal_after`` simulated seconds after the last action at most);
     ``max_steps`` bounds the whole run's simulation steps; ``until`` drops the actions after
     that time and stops the run there (no rest phase: the outcome is ``time_bound``).
 
@@ -235,7 +239,12 @@ def run_program(
     """
     names = checks.property_names(properties)
     runner = ProgramRunner(
-        program, implementation, chooser=chooser, faults=faults, max_steps=max_steps
+        program,
+        implementation,
+        chooser=chooser,
+        faults=faults,
+        max_steps=max_steps,
+        heal_after=heal_after,
     )
     monitors = Monitors(runner)
     for action in program.actions:

@@ -9,7 +9,7 @@ under the same chooser decisions:
   scheduled before it) and starts the action as a goroutine named after its actor;
 - :meth:`ProgramRunner.advance_to` runs the events before a time, then sets the clock to it;
 - :meth:`ProgramRunner.finish` runs until every action has ended (the faults stay armed
-  unless a :class:`Heal` action ran), heals the faults, collects garbage with the leases as
+  unless a :class:`Heal` action ran, for ten simulated seconds at most), heals the faults, collects garbage with the leases as
   the pulls left them, then deletes every lease and collects again (the state at rest).
 
 Every action goes through the world's proxies, so it is traced, timed and fault-checked like
@@ -21,7 +21,6 @@ implementation's fault from the program's interference.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,16 +30,17 @@ import simpy
 
 from unpacksim.model.clock import format_rfc3339
 from unpacksim.model.content import Info
-from unpacksim.model.db import ContainerRecord, Kind
-from unpacksim.model.digest import chain_ids
-from unpacksim.model.errdefs import AlreadyExists, ContainerdError, NotFound, error_class
-from unpacksim.model.filters import go_quote
-from unpacksim.model.images import descriptor_from_json
-from unpacksim.model.labels import GC_EXPIRE, GC_REF_CONTENT, GC_REF_SNAPSHOT_PREFIX
-from unpacksim.model.oci import Descriptor, is_index_type
+from unpacksim.model.db import Kind
+from unpacksim.model.errdefs import ContainerdError, error_class
+from unpacksim.model.labels import GC_EXPIRE
+from unpacksim.properties.clients import (
+    create_container,
+    expire_lease,
+    label_selection,
+    top_chain,
+)
 from unpacksim.properties.graph import build_graph
 from unpacksim.properties.scenario import (
-    DEFAULT_PLATFORM,
     Action,
     Cancel,
     CollectGarbage,
@@ -79,6 +79,8 @@ __all__ = ["ActionRecord", "HealingFaultPlan", "ProgramRunner", "Quiescence"]
 Proc = Generator[Any, Any, Any]
 #: The step bound of a whole run (a run that long is a livelock).
 DEFAULT_MAX_STEPS = 200_000
+#: Simulated seconds after the last action that faults stay armed at most (without ``Heal``).
+DEFAULT_HEAL_AFTER = 10.0
 
 
 class HealingFaultPlan(FaultPlan):
@@ -184,6 +186,8 @@ class ProgramRunner:
         chooser: orders same-instant events and takes every decision (FIFO if None).
         faults: the fault plan (none if None); healed at a :class:`Heal` and at the end.
         max_steps: the step bound of the whole run.
+        heal_after: without a :class:`Heal` action, how long after the last action the
+            faults stay armed at most (they heal earlier once every action has ended).
 
     Raises:
         ImplementationError: ``implementation`` does not resolve.
@@ -197,8 +201,10 @@ class ProgramRunner:
         chooser: Chooser | None = None,
         faults: FaultPlan | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
+        heal_after: float = DEFAULT_HEAL_AFTER,
     ) -> None:
         self.program = program
+        self.heal_after = heal_after
         self.impl = resolve(implementation)
         self.plan = HealingFaultPlan(faults)
         self.world = World.create(
@@ -222,6 +228,7 @@ class ProgramRunner:
         self.edited: list[tuple[float, str]] = []  # (time, blob digest) relabelled
         self.roots: dict[str, str] = {}  # root process name -> actor
         self.parents: dict[str, str] = {}  # process name -> parent process name
+        self._actors: dict[str, str] = {}  # process name -> actor, once asked
         self.heal_time: float | None = None
         self.quiescence: Quiescence | None = None
         self.quiescent_graph: nx.MultiDiGraph | None = None
@@ -255,6 +262,12 @@ class ProgramRunner:
     def actor_of(self, process: str) -> str:
         """The actor whose action started ``process`` (``gc`` for the collector, ``daemon``
         for anything else the world runs)."""
+        actor = self._actors.get(process)
+        if actor is None:
+            actor = self._actors[process] = self._find_actor(process)
+        return actor
+
+    def _find_actor(self, process: str) -> str:
         seen = 0
         while process and seen < 1000:
             if process in self.roots:
@@ -324,12 +337,9 @@ class ProgramRunner:
         return record
 
     def _validate(self, action: Action) -> None:
-        # The program's own checks, on the actions so far plus this one.
-        Program(
-            images=self.program.images,
-            actions=(*self.applied, action),
-            snapshotters=self.program.snapshotters,
-        )
+        # The program's own checks, on this action after the ones applied.
+        pulls = sorted(self.pull_actors)
+        self.program.check_action(action, pulls)
         if isinstance(action, Pull) and action.implementation is not None:
             resolve(action.implementation)
 
@@ -448,23 +458,11 @@ class ProgramRunner:
         if lease is None:
             return f"pull {action.of_pull} has no lease yet"
         self.revoked.setdefault(lease, self.now)
-        ctx = self._ctx()
-        db = self.world.db
-
-        def expire() -> None:
-            record = db.namespace(ctx.namespace).leases.get(lease)
-            if record is None:
-                raise NotFound(f"lease {go_quote(lease)}")
-            record.labels[GC_EXPIRE] = format_rfc3339(db.now() - 1)
-            db.mutated(db.dirty > 0)
-
-        yield from self.world.services.call(
-            ctx, "leases.expire", expire, args={"id": lease}, write=True
-        )
+        yield from expire_lease(self.world, self._ctx(), lease)
         return ""
 
     def _edit_labels(self, action: EditLabels) -> Proc:
-        digest, wanted = _selection(self.program, action)
+        digest, wanted = label_selection(self.program, action)
         if not digest:
             return f"image {action.image} has no {action.selector.split('.')[0]}"
         ctx = self._ctx()
@@ -500,45 +498,14 @@ class ProgramRunner:
 
         def body(ctx: Context) -> Proc:
             image = yield from self.world.images.get(ctx, action.image)
-            top = yield from self._top_chain(ctx, image.target)
+            top = yield from top_chain(self.world, ctx, image.target)
             yield from sn.prepare(ctx, action.container, top)
-            yield from self._create_container(ctx, action, sn.name)
+            yield from create_container(
+                self.world, ctx, action.container, sn.name, image=action.image
+            )
             return ""
 
         return (yield from self._with_lease(self._ctx(), body))
-
-    def _top_chain(self, ctx: Context, target: Descriptor) -> Generator[Any, Any, str]:
-        """The image's rootfs chain ID (``image.RootFS`` then ``identity.ChainID``)."""
-        manifest_desc = target
-        if is_index_type(target.media_type):
-            index = json.loads((yield from self.world.content.read_blob(ctx, target)))
-            for raw in index.get("manifests") or []:
-                desc = descriptor_from_json(raw)
-                if desc.platform is not None and str(desc.platform) == DEFAULT_PLATFORM:
-                    manifest_desc = desc
-                    break
-            else:
-                raise NotFound(f"no match for platform in manifest {target.digest}")
-        manifest = json.loads((yield from self.world.content.read_blob(ctx, manifest_desc)))
-        config_desc = descriptor_from_json(manifest["config"])
-        config = json.loads((yield from self.world.content.read_blob(ctx, config_desc)))
-        ids = chain_ids(list(config["rootfs"]["diff_ids"]))
-        return ids[-1] if ids else ""
-
-    def _create_container(self, ctx: Context, action: HoldSnapshot, snapshotter: str) -> Proc:
-        db = self.world.db
-
-        def create() -> None:
-            ns = db.namespace(ctx.namespace)
-            if action.container in ns.containers:
-                raise AlreadyExists(f"container {go_quote(action.container)}")
-            ns.containers[action.container] = ContainerRecord(
-                action.container, snapshotter, action.container, action.image
-            )
-            db.mutated(db.dirty > 0)
-
-        args = {"id": action.container, "snapshotter": snapshotter, "image": action.image}
-        yield from self.world.services.call(ctx, "containers.create", create, args=args, write=True)
 
     def _unpack(self, action: Unpack) -> Proc:
         sn = action.snapshotter or self.world.default_snapshotter
@@ -556,16 +523,23 @@ class ProgramRunner:
     # --- the end ---------------------------------------------------------------------------
 
     def finish(self) -> RunOutcome:
-        """Run until every action ended (faults stay armed unless a :class:`Heal` ran), heal,
-        collect, then delete every lease and collect again.
+        """Run until every action ended (faults stay armed unless a :class:`Heal` ran, for
+        :attr:`heal_after` simulated seconds at most), heal, collect, then delete every lease
+        and collect again.
 
         Returns the outcome of the run to quiescence (``completed`` if every action ended);
         the trace is closed (calls still open are ``indeterminate``).
         """
-        self.outcome = self._drive()  # faults stay armed until every action ended
         if self.heal_time is None:
+            # Faults stay armed until every action ended, or for heal_after seconds at most:
+            # a plan that fires on every hit (a ref lock that never frees) must end too.
+            deadline = self.now + self.heal_after
+            self._drive(deadline=deadline)
+            if self.env.live > 0:
+                self.advance_to(deadline)
             self.heal_time = self.now
         self.plan.heal()
+        self.outcome = self._drive()
         if self.outcome.ok:
             self._settle(self._gc_only, "quiescence")
             self.quiescence = self._quiescence()
@@ -574,10 +548,13 @@ class ProgramRunner:
         self.env.trace.close_open()
         return self.outcome
 
-    def _drive(self) -> RunOutcome:
-        """Step until every non-daemon process ended and no call is in flight."""
+    def _drive(self, deadline: float | None = None) -> RunOutcome:
+        """Step until every non-daemon process ended and no call is in flight (or until the
+        next event is after ``deadline``)."""
         env = self.env
         while not self.stopped and (env.live > 0 or env.trace.open_calls()):
+            if deadline is not None and env.peek() > deadline:
+                break
             if env.failures:
                 self.stopped = "failed"
             elif self.steps >= self.max_steps:
@@ -637,22 +614,3 @@ class ProgramRunner:
     @property
     def failures(self) -> list[GoroutineFailure]:
         return list(self.env.failures)
-
-
-def _selection(program: Program, action: EditLabels) -> tuple[str, Callable[[str, str], bool]]:
-    """The blob ``action`` edits and which of its labels it selects."""
-    built = program.image(action.image).build()
-    image = built.platform(DEFAULT_PLATFORM)
-    layers = {d.digest for d in image.layers}
-    selector = action.selector
-    if selector == "manifest.layers":
-        return image.manifest.digest, lambda k, v: k.startswith(GC_REF_CONTENT) and v in layers
-    if selector == "manifest.config":
-        config = image.config.digest
-        return image.manifest.digest, lambda k, v: k.startswith(GC_REF_CONTENT) and v == config
-    if selector == "config.snapshot":
-        return image.config.digest, lambda k, _: k.startswith(GC_REF_SNAPSHOT_PREFIX)
-    if not is_index_type(built.target.media_type):
-        return "", lambda k, v: False
-    manifests = {p.manifest.digest for p in built.platforms.values()}
-    return built.target.digest, lambda k, v: k.startswith(GC_REF_CONTENT) and v in manifests

@@ -443,9 +443,17 @@ class Program:
             raise ProgramError(f"actions must be in time order, got times {times}")
         pulls: list[str] = []
         for action in self.actions:
-            self._validate_action(action, set(names), pulls)
+            self.check_action(action, pulls)
 
-    def _validate_action(self, action: Action, images: set[str], pulls: list[str]) -> None:
+    def check_action(self, action: Action, pulls: list[str]) -> None:
+        """Check ``action`` against this program's images and snapshotters and the pull
+        actors before it (``pulls``, which a valid pull is appended to).
+
+        Raises:
+            ProgramError: the action names an unknown image, snapshotter or pull, or repeats
+                a pull actor.
+        """
+        images = {i.name for i in self.images}
         image = getattr(action, "image", None)
         if image is not None and image not in images:
             raise ProgramError(f"{action.describe()}: no image {image!r} in the program")
