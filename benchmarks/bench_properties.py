@@ -109,7 +109,7 @@ def cases_per_second(machine: type[Any], examples: int, repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        run_state_machine_as_test(machine, settings=_settings(examples))  # type: ignore[no-untyped-call]
+        run_state_machine_as_test(machine, settings=_settings(examples))  # type: ignore[no-untyped-call,unused-ignore]
         best = min(best, time.perf_counter() - start)
     return examples / best
 

@@ -108,7 +108,7 @@ def _recording(machine: type[UnpackMachine], results: list[RunResult]) -> type[U
 def test_a_machine_run_is_the_program_it_recorded() -> None:
     results: list[RunResult] = []
     machine = state_machine("v1.6", images=(BASE, APP), properties=["converges"])
-    run_state_machine_as_test(_recording(machine, results), settings=_settings(6))  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(_recording(machine, results), settings=_settings(6))  # type: ignore[no-untyped-call,unused-ignore]
     assert len(results) == 6
     busy = max(results, key=lambda r: len(r.trace.events))
     assert len(busy.program.actions) > 2 and busy.program.actions[-1].kind == "heal"

@@ -547,7 +547,7 @@ def run_state_machine(
         MachineFailure: a property broke (the shrunk failure).
     """
     machine = state_machine(implementation, **options)
-    run_state_machine_as_test(machine, settings=settings)  # type: ignore[no-untyped-call]
+    run_state_machine_as_test(machine, settings=settings)  # type: ignore[no-untyped-call,unused-ignore]
 
 
 def state_machine_test_case(
