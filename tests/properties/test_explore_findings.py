@@ -9,6 +9,7 @@ import pytest
 from unpacksim.model.errdefs import NotFound
 from unpacksim.properties.catalogue import entry
 from unpacksim.properties.findings import (
+    AT_REST_GRAPHS,
     FindingsError,
     build_finding,
     fault_plan_of,
@@ -18,7 +19,7 @@ from unpacksim.properties.findings import (
     short,
     trace_events,
 )
-from unpacksim.properties.program import ImageSpec, Program, Pull, run_program
+from unpacksim.properties.program import DeleteImage, ImageSpec, Program, Pull, run_program
 from unpacksim.reports.records import FaultRule, pair_calls
 from unpacksim.sim.choose import ReplayChooser
 from unpacksim.sim.faults import FaultPlan, Rule
@@ -116,9 +117,11 @@ def test_a_finding_tells_the_story_and_replays_from_its_own_data() -> None:
     assert finding.property.name == "chain-applied-once"
     assert [a.name for a in finding.actors] == ["daemon", "registry", "pull-1", "pull-2"]
     assert [s.action for s in finding.program] == ["configure", "push", "pull", "pull"]
-    assert finding.explanation.count("\n\n") == 3
+    assert finding.explanation.count("\n\n") == 4
     assert "The program: t=0.000 pull-1: pull image=registry.test/app:1;" in finding.explanation
-    assert finding.explanation.endswith(entry("duplicate-unpack").mechanism)
+    assert entry("duplicate-unpack").mechanism + "\n\n" in finding.explanation
+    # Checked at rest: the story says which states the two graphs are.
+    assert finding.explanation.endswith(AT_REST_GRAPHS)
     assert finding.replay.seed == 4 and finding.replay.command.endswith(f"{finding.id}.json")
     assert finding.graph_before.nodes and finding.graph_after.nodes
     assert len(finding.trace) == len(result.trace.events)
@@ -129,6 +132,23 @@ def test_a_finding_tells_the_story_and_replays_from_its_own_data() -> None:
         properties=["chain-applied-once"],
     )
     assert again.trace_sha256 == result.trace_sha256
+
+
+def test_a_finding_seen_at_a_step_does_not_describe_its_graphs_as_at_rest() -> None:
+    base = ImageSpec("registry.test/base:1", ("base",))
+    program = Program(
+        images=(base, APP),
+        actions=(
+            Pull(at=0.0, actor="p1", image=base.name),
+            DeleteImage(at=0.05, actor="user", image=base.name),
+            Pull(at=0.06, actor="p2", image=APP.name),
+        ),
+    )
+    result = run_program(program, "seed", properties=["parent-protected-at-prepare"])
+    finding = build_finding(result, ["parent-protected-at-prepare"])
+    # The monitor's graphs are the state when the Prepare began and when it was seen.
+    assert AT_REST_GRAPHS not in finding.explanation
+    assert finding.graph_before.nodes
 
 
 def test_pick_prefers_the_order_given_then_the_earliest() -> None:

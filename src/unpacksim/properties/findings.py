@@ -330,6 +330,15 @@ def key_events(trace: Trace, keys: Sequence[str], *, limit: int = 10) -> list[st
     return lines
 
 
+#: What the two graphs of a finding show when a property that holds at rest was broken
+#: (``checks._found``: the graph at quiescence and the final one).
+AT_REST_GRAPHS = (
+    "The graphs: 'before' is the state at rest, once every action ended and GC ran with the "
+    "leases as the pulls left them (where this was seen); 'after' is the state once every "
+    "lease was deleted and GC ran again."
+)
+
+
 def explain(
     *,
     description: str,
@@ -437,6 +446,8 @@ def build_finding(
         events=key_events(result.trace, _story_keys(violation)),
         mechanism=entry.mechanism if entry is not None else "",
     )
+    if found.before is not None and found.before is result.quiescent_graph:
+        story += "\n\n" + AT_REST_GRAPHS
     fields: dict[str, Any] = {
         "property": PropertyRef(found.property, description),
         "explanation": story,
