@@ -112,3 +112,15 @@ def test_pct_states_its_bound() -> None:
     assert chooser.bound(processes=2) == pytest.approx(1 / (2 * 10**2))
     with pytest.raises(SimUsageError, match="depth"):
         PCTChooser(seed=0, depth=0, max_steps=10)
+
+
+def test_a_chooser_without_a_pick_rule_cannot_be_made() -> None:
+    import pytest
+
+    from unpacksim.sim.choose import BaseChooser
+
+    class NoRule(BaseChooser):
+        """Forgets to say how it picks."""
+
+    with pytest.raises(TypeError, match="_pick"):
+        NoRule()  # type: ignore[abstract]

@@ -28,6 +28,7 @@ everywhere else pick 0.  No whitespace inside.
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Sequence
 from typing import Protocol, TypeVar, runtime_checkable
@@ -126,7 +127,7 @@ def parse_schedule(schedule: str) -> dict[int, int]:
     return picks
 
 
-class BaseChooser:
+class BaseChooser(ABC):
     """Counting, validation and schedule recording shared by the choosers.
 
     Subclasses implement :meth:`_pick`.  ``decisions`` counts the questions with more than one
@@ -173,8 +174,9 @@ class BaseChooser:
             )
         self._log(i)
 
+    @abstractmethod
     def _pick(self, n: int, kind: str) -> int:
-        raise NotImplementedError
+        """The index (in ``range(n)``) this chooser picks for a question of ``kind``."""
 
     def _pick_owner(self, owners: Sequence[str], kind: str) -> int:
         return self._pick(len(owners), kind)
